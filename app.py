@@ -1,0 +1,143 @@
+"""Composition: settings in, one ASGI application out. No logic of its own lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consent import BrowserCookies
+from crypto import Keyring, load_or_create_secret_key
+from github_api import GitHubClient, new_http_client
+from github_provider import GitHubOAuthProvider
+from ratelimit import RateLimit
+from routes import server_routes
+from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge
+from settings import Settings
+from storage import Storage, open_storage
+from tools import register_tools
+
+logger = logging.getLogger("mcp_server")
+
+MCP_PATHS = {"/mcp", "/sse", "/messages"}
+
+
+def build_app(settings: Settings) -> Starlette:
+    storage = open_storage(settings.sqlite_path)
+    keyring = Keyring(
+        load_or_create_secret_key(
+            settings.secret_key.get_secret_value() if settings.secret_key else None, settings.sqlite_path.parent
+        )
+    )
+    http = new_http_client()
+    github = GitHubClient(
+        http,
+        settings.github_url,
+        settings.github_api_url,
+        settings.github_client_id,
+        settings.github_client_secret.get_secret_value(),
+    )
+    provider = GitHubOAuthProvider(settings, storage, keyring, github)
+    auth = AuthSettings.model_validate(
+        {
+            "issuer_url": settings.server_url,  # validated from a string: no trailing slash is added
+            "resource_server_url": settings.resource_url,
+            "validate_token_resource": True,
+            "client_registration_options": ClientRegistrationOptions(
+                enabled=True, valid_scopes=list(SCOPES), default_scopes=DEFAULT_SCOPES
+            ),
+            "revocation_options": RevocationOptions(enabled=True),
+        }
+    )
+    mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth)
+    register_tools(mcp, provider)
+
+    security = transport_security(settings)
+    if settings.transport == "sse":
+        app = mcp.sse_app(transport_security=security, host=settings.host)
+    else:
+        app = mcp.streamable_http_app(transport_security=security, host=settings.host)
+
+    challenge = str(build_resource_metadata_url(auth.resource_server_url))  # type: ignore[arg-type]
+    for route in app.router.routes:
+        if isinstance(route, (Route, Mount)) and route.path in MCP_PATHS:
+            route.app = BearerChallenge(route.app, challenge)
+    # Ours first: they replace the SDK's /revoke and metadata routes of the same paths.
+    app.router.routes[0:0] = server_routes(settings, provider, BrowserCookies(settings, keyring), auth, list(SCOPES))
+    app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, storage, http)
+    app.add_middleware(RequestLog)
+    app.add_middleware(RateLimit, limit=settings.rate_limit, trusted_proxies=settings.trusted_proxies)
+    return app
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection that also admits the public host of MCP_SERVER_URL."""
+    public = urlsplit(settings.server_url)
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", public.netloc]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", f"{public.scheme}://{public.netloc}"]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
+
+
+def _lifespan(inner: Lifespan, settings: Settings, storage: Storage, http: httpx2.AsyncClient) -> Lifespan:
+    """The SDK's lifespan, plus the periodic sweep and closing what `build_app` opened."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_forever(settings, storage))
+        try:
+            async with inner(app):
+                yield
+        finally:
+            sweeper.cancel()
+            await http.aclose()
+            await storage.close()
+
+    return lifespan
+
+
+async def _sweep_forever(settings: Settings, storage: Storage) -> None:
+    while True:
+        await asyncio.sleep(settings.sweep_interval_seconds)
+        removed = await storage.sweep(time.time(), settings.unused_client_seconds, settings.idle_client_seconds)
+        if any(removed.values()):
+            logger.info("Swept expired rows: %s", removed)
+
+
+class RequestLog:
+    """Access log without query strings: they carry codes and states (uvicorn's own log is off)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            logger.info("%s %s %s", scope["method"], scope["path"], status or "-")

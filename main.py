@@ -1,0 +1,42 @@
+"""Run the server: `uv run main.py --transport streamable-http`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from app import build_app
+from settings import ConfigError, load_settings
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="MCP server with GitHub sign-in")
+    parser.add_argument(
+        "--transport", choices=["streamable-http", "sse"], help="MCP transport (default streamable-http)"
+    )
+    parser.add_argument("--host", help="bind address (MCP_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (MCP_PORT, default 8000)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(transport=args.transport, host=args.host, port=args.port)
+        app = build_app(settings)
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return 2
+    path = "/mcp" if settings.transport == "streamable-http" else "/sse"
+    logging.getLogger("mcp_server").info("MCP endpoint: %s%s", settings.server_url, path)
+    # access_log=False: uvicorn would log query strings, which carry OAuth codes and states.
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""HTTP routes this server adds to the SDK's: the GitHub callback, revocation, metadata, health."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from mcp.server.auth.handlers.metadata import MetadataHandler
+from mcp.server.auth.middleware.client_auth import AuthenticationError, ClientAuthenticator
+from mcp.server.auth.routes import build_metadata, cors_middleware, create_protected_resource_routes
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+import pages
+from consent import BrowserCookies, ConsentPage
+from github_provider import GitHubOAuthProvider
+from settings import Settings
+
+logger = logging.getLogger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+CLIENT_AUTH_METHODS = ["client_secret_post", "client_secret_basic", "none"]
+
+
+class GitHubCallback:
+    def __init__(self, settings: Settings, provider: GitHubOAuthProvider, cookies: BrowserCookies) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.cookies = cookies
+
+    async def handle(self, request: Request) -> Response:
+        params = request.query_params
+        state = params.get("state", "")
+        # Unknown, replayed, expired or foreign state: an error page, never a redirect.
+        if not state or not self.cookies.login_matches(request, state):
+            return self._invalid("This sign-in was not started in this browser, or it was already completed.")
+        pending = await self.provider.take_login(state)  # single use
+        if pending is None:
+            return self._invalid("This sign-in expired or was already completed.")
+        error, code = params.get("error"), params.get("code")
+        if error == "access_denied":
+            response: Response = RedirectResponse(pending.redirect(error="access_denied"), status_code=302)
+        elif error or not code:
+            response = RedirectResponse(
+                pending.redirect(error="server_error", error_description="GitHub sign-in did not complete"),
+                status_code=302,
+            )
+        else:
+            outcome = await self.provider.complete_login(pending, state, code)
+            if outcome.refused_login is not None:
+                response = pages.message(
+                    self.settings.app_name,
+                    "This GitHub account is not allowed here",
+                    f"You signed in to GitHub as {outcome.refused_login}, who is not on this server's list of "
+                    "allowed users or organisations. Nothing was stored. Ask the server's owner for access.",
+                    403,
+                    link=outcome.redirect_to,
+                    link_text=f"Back to {pending.client_name}",
+                )
+            elif urlsplit(outcome.redirect_to).scheme in ("http", "https"):
+                response = RedirectResponse(outcome.redirect_to, status_code=302)
+            else:
+                response = pages.render(
+                    "message.html",
+                    app_name=self.settings.app_name,
+                    title="Signed in",
+                    message=f"You are signed in. {pending.client_name} takes it from here; you can close this tab.",
+                    link=outcome.redirect_to,
+                    link_text=f"Open {pending.client_name}",
+                    refresh_to=outcome.redirect_to,
+                )
+        self.cookies.clear(response, "mcp_login")
+        return response
+
+    def _invalid(self, text: str) -> Response:
+        return pages.message(self.settings.app_name, "Sign-in could not continue", text, 400)
+
+
+class Revocation:
+    """RFC 7009 revocation that, unlike the SDK's handler, also serves public clients."""
+
+    def __init__(self, provider: GitHubOAuthProvider) -> None:
+        self.provider = provider
+        self.authenticator = ClientAuthenticator(provider)
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            client = await self.authenticator.authenticate_request(request)
+            form = await request.form()
+        except AuthenticationError as exc:
+            return JSONResponse({"error": "invalid_client", "error_description": exc.message}, 401, NO_STORE)
+        except Exception:  # malformed bodies raise a variety of parser errors
+            return JSONResponse({"error": "invalid_request"}, 400, NO_STORE)
+        token = form.get("token")
+        if not isinstance(token, str) or not token:
+            return JSONResponse({"error": "invalid_request", "error_description": "token is required"}, 400, NO_STORE)
+        await self.provider.revoke(client.client_id, token)
+        return Response(status_code=200, headers=NO_STORE)  # RFC 7009 §2.2: 200 for unknown tokens too
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def metadata_routes(auth: AuthSettings, scopes: list[str], app_name: str) -> list[BaseRoute]:
+    """Metadata that also admits public clients (`none`) at /token and /revoke, and lists our scopes."""
+    metadata = build_metadata(
+        auth.issuer_url,
+        None,
+        auth.client_registration_options or ClientRegistrationOptions(),
+        auth.revocation_options or RevocationOptions(),
+    )
+    metadata.token_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS
+    metadata.revocation_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS
+    assert auth.resource_server_url is not None
+    return [
+        Route(
+            "/.well-known/oauth-authorization-server",
+            endpoint=cors_middleware(MetadataHandler(metadata).handle, ["GET", "OPTIONS"]),
+            methods=["GET", "OPTIONS"],
+        ),
+        *create_protected_resource_routes(
+            resource_url=auth.resource_server_url,
+            authorization_servers=[auth.issuer_url],
+            scopes_supported=scopes,
+            resource_name=app_name,
+        ),
+    ]
+
+
+def server_routes(
+    settings: Settings, provider: GitHubOAuthProvider, cookies: BrowserCookies, auth: AuthSettings, scopes: list[str]
+) -> list[BaseRoute]:
+    consent = ConsentPage(settings, provider, cookies)
+    callback = GitHubCallback(settings, provider, cookies)
+    return [
+        *metadata_routes(auth, scopes, settings.app_name),
+        Route("/consent", consent.show, methods=["GET"]),
+        Route("/consent", consent.submit, methods=["POST"]),
+        Route("/github/callback", callback.handle, methods=["GET"]),
+        Route(
+            "/revoke", cors_middleware(Revocation(provider).handle, ["POST", "OPTIONS"]), methods=["POST", "OPTIONS"]
+        ),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
