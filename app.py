@@ -63,6 +63,7 @@ def build_app(settings: Settings) -> Starlette:
         }
     )
     mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     register_tools(mcp, provider)
 
     security = transport_security(settings)
@@ -77,6 +78,7 @@ def build_app(settings: Settings) -> Starlette:
             route.app = BearerChallenge(route.app, challenge)
     # Ours first: they replace the SDK's /revoke and metadata routes of the same paths.
     app.router.routes[0:0] = server_routes(settings, provider, BrowserCookies(settings, keyring), auth, list(SCOPES))
+    app.state.provider = provider  # for benchmarks and in-process tests
     app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, storage, http)
     app.add_middleware(RequestLog)
     app.add_middleware(RateLimit, limit=settings.rate_limit, trusted_proxies=settings.trusted_proxies)

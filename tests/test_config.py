@@ -1,0 +1,77 @@
+"""Bad configuration stops the server with exit code 2 and one sentence naming the setting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from settings import Settings, load_settings
+from tests.support import ROOT
+
+BASE = {"MCP_GITHUB_CLIENT_ID": "id", "MCP_GITHUB_CLIENT_SECRET": "secret"}
+
+
+def run_main(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        cwd=tmp_path,  # no .env here
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "setting"),
+    [
+        ({}, (), "MCP_GITHUB_CLIENT_ID"),
+        ({"MCP_GITHUB_CLIENT_ID": "id"}, (), "MCP_GITHUB_CLIENT_SECRET"),
+        (BASE | {"MCP_PORT": "eighty"}, (), "MCP_PORT"),
+        (BASE | {"MCP_SERVER_URL": "http://mcp.example.com"}, (), "MCP_SERVER_URL"),
+        (BASE | {"MCP_SERVER_URL": "https://mcp.example.com/sub"}, (), "MCP_SERVER_URL"),
+        (BASE | {"MCP_GITHUB_URL": "github.com"}, (), "MCP_GITHUB_URL"),
+        (BASE | {"MCP_STORAGE_URL": "postgres://db/mcp"}, (), "MCP_STORAGE_URL"),
+        (BASE | {"MCP_RATE_LIMIT": "lots"}, (), "MCP_RATE_LIMIT"),
+        (BASE | {"MCP_ACCESS_TOKEN_SECONDS": "5"}, (), "MCP_ACCESS_TOKEN_SECONDS"),
+    ],
+)
+def test_bad_configuration_is_one_clear_sentence(
+    tmp_path: Path, env: dict[str, str], args: tuple[str, ...], setting: str
+) -> None:
+    result = run_main(tmp_path, env, *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert setting in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_cli_flag_is_refused(tmp_path: Path) -> None:
+    result = run_main(tmp_path, BASE, "--transport", "stdio")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT / "tests")  # no .env
+    for key, value in (BASE | {"MCP_PORT": "9000"}).items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(port=9100, transport="sse", host=None)
+    assert settings.port == 9100
+    assert settings.server_url == "http://localhost:9100"
+    assert settings.resource_url == "http://localhost:9100/sse"
+
+
+def test_lists_are_comma_separated() -> None:
+    settings = Settings(
+        github_client_id="id",
+        github_client_secret="s",  # type: ignore[arg-type]
+        allowed_github_users="alice, bob,,",  # type: ignore[arg-type]
+    )
+    assert settings.allowed_github_users == ["alice", "bob"]
