@@ -116,7 +116,11 @@ def _lifespan(inner: Lifespan, settings: Settings, storage: Storage, http: httpx
 async def _sweep_forever(settings: Settings, storage: Storage) -> None:
     while True:
         await asyncio.sleep(settings.sweep_interval_seconds)
-        removed = await storage.sweep(time.time(), settings.unused_client_seconds, settings.idle_client_seconds)
+        try:
+            removed = await storage.sweep(time.time(), settings.unused_client_seconds, settings.idle_client_seconds)
+        except Exception:  # a busy database must not end the sweeping for good
+            logger.exception("Sweep failed; trying again next interval")
+            continue
         if any(removed.values()):
             logger.info("Swept expired rows: %s", removed)
 
