@@ -216,8 +216,9 @@ class GitHubOAuthProvider(
                 dead=False,
             )
         )
-        if replaced is not None:
-            await self._revoke_upstream(replaced, tokens.access_token)
+        old_token = self.keyring.decrypt(replaced) if replaced is not None else None
+        if old_token:
+            await self._revoke_upstream(old_token, keep=tokens.access_token)
         await self.storage.record_consent(
             subject, pending.client_id, pending.redirect_uri, " ".join(pending.scopes), now
         )
@@ -273,6 +274,9 @@ class GitHubOAuthProvider(
         code_hash = token_hash(authorization_code.code)
         now = time.time()
         if not await self.storage.use_code(code_hash, now):  # RFC 9700 §2.1.1: single-use code
+            # RFC 6749 §4.1.2: a replay that lost the race to the first use still revokes what it got.
+            for family in await self.storage.families_from_code(code_hash):
+                await self._revoke_family(family)
             raise TokenError("invalid_grant", "authorization code was already used")
         family = Family(
             family_id=new_id(),
@@ -294,7 +298,8 @@ class GitHubOAuthProvider(
         self, client: OAuthClientInformationFull, refresh_token: str
     ) -> GitHubRefreshToken | None:
         record = await self.storage.get_token(token_hash(refresh_token))
-        if record is None or record.token.kind != "refresh" or not _alive(record):
+        # Older generations load too: `exchange_refresh_token` must see them to detect reuse (RFC 9700 §4.14.2).
+        if record is None or record.token.kind != "refresh" or not _alive(record, any_generation=True):
             return None
         if record.family.client_id != client.client_id:
             return None
@@ -322,10 +327,9 @@ class GitHubOAuthProvider(
         family = await self._current_family(refresh_token)
         within_grace = now - family.rotated_at <= self.settings.refresh_grace_seconds
         if family.generation == refresh_token.generation + 1 and within_grace and not family.revoked:
-            # A retry of a refresh whose answer was lost: the same new pair again.
-            current = await self.storage.get_token(token_hash(access))
-            if current is not None:
-                return self._answer(access, refresh, current.token.expires_at, family.scopes, now)
+            # A retry of a refresh whose answer was lost: the same new pair again (stored only once;
+            # storing is idempotent, so a retry racing the winner on another replica is served too).
+            return await self._issue(family, access, refresh, now)
         # RFC 9700 §4.14.2: refresh token reuse revokes the whole family.
         logger.warning("Refresh token reuse detected; revoking token family %s", family.family_id)
         await self._revoke_family(family)
@@ -442,11 +446,11 @@ class GitHubOAuthProvider(
         await self.storage.kill_grant(grant_id)
 
 
-def _alive(record: TokenRecord) -> bool:
+def _alive(record: TokenRecord, *, any_generation: bool = False) -> bool:
     return (
         not record.family.revoked
         and not record.grant.dead
-        and record.token.generation == record.family.generation
+        and (any_generation or record.token.generation == record.family.generation)
         and record.token.expires_at > time.time()
     )
 

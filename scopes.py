@@ -1,6 +1,6 @@
 """The MCP scope vocabulary, its mapping to GitHub scopes, and per-tool enforcement.
 
-To add a scope: add a row to `SCOPES`. To protect a tool with one: `@require_scope(...)` in
+To add a scope: add a row to `SCOPES`. To protect a tool with one: `@scoped_tool(mcp, ...)` in
 `tools.py`. A call to a tool whose scope the token lacks is answered with HTTP 403 and a
 `WWW-Authenticate` challenge naming the scope, so MCP clients can step up (RFC 6750 §3.1).
 """
@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic_core
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -89,9 +90,10 @@ class BearerChallenge:
 def _tools_called(body: bytes) -> list[str]:
     """The scopes needed by every `tools/call` in a JSON-RPC message or batch."""
     try:
-        parsed: Any = json.loads(body)
+        # The SDK's own parser: a body read differently here and there could dodge the check.
+        parsed: Any = pydantic_core.from_json(body)
     except ValueError:
-        return []  # the SDK answers malformed JSON itself
+        return []  # the SDK refuses malformed JSON itself
     messages = parsed if isinstance(parsed, list) else [parsed]
     needed = []
     for message in messages:

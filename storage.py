@@ -231,7 +231,7 @@ class SQLiteStorage:
 
     # Grants
     async def upsert_grant(self, grant: Grant) -> tuple[str, str | None]:
-        """Store the user's GitHub token for this client; returns the grant id and the token it replaced."""
+        """Store the user's GitHub token for this client; returns the grant id and the (encrypted) token it replaced."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -348,7 +348,10 @@ class SQLiteStorage:
             "tokens": (
                 "DELETE FROM tokens WHERE expires_at <= ?"
                 " OR family_id IN (SELECT family_id FROM families WHERE revoked = 1)"
-                " OR generation < (SELECT generation - 1 FROM families f WHERE f.family_id = tokens.family_id)",
+                # Superseded access tokens are useless; superseded refresh tokens stay until they expire,
+                # so that their reuse is still recognised (RFC 9700 §4.14.2).
+                " OR (kind = 'access' AND generation < (SELECT generation FROM families f"
+                " WHERE f.family_id = tokens.family_id))",
                 (now,),
             ),
             "families": (

@@ -91,7 +91,7 @@ def scoped_tool(mcp: MCPServer, scope: str, **options: Any) -> Callable[[F], F]:
     """Register a tool that callers may only use with `scope` (enforced in scopes.BearerChallenge)."""
 
     def decorator(fn: F) -> F:
-        TOOL_SCOPES[fn.__name__] = scope
+        TOOL_SCOPES[options.get("name") or fn.__name__] = scope
         return mcp.tool(**options)(fn)
 
     return decorator

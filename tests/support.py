@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -242,3 +243,284 @@ class McpUser:
 
 class AuthorizationRefused(Exception):
     pass
+
+
+@dataclass
+class ManualClient:
+    """A public client registered by hand, for tests that need to see each protocol step."""
+
+    server: ServerProcess
+    client_id: str
+    redirect_uri: str = CLIENT_REDIRECT
+    verifier: str = "v" * 64
+
+    @classmethod
+    async def register(cls, server: ServerProcess, redirect_uri: str = CLIENT_REDIRECT) -> ManualClient:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            response = await http.post(
+                f"{server.url}/register",
+                json={"redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none", "client_name": "Manual"},
+            )
+        assert response.status_code == 201, response.text
+        return cls(server, response.json()["client_id"], redirect_uri)
+
+    def authorize_url(self, state: str = "client-state-123", **extra: str) -> str:
+        from urllib.parse import urlencode
+
+        from crypto import s256
+
+        params = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "code_challenge": s256(self.verifier),
+            "code_challenge_method": "S256",
+            "state": state,
+            "resource": self.server.mcp_url,
+        } | extra
+        return f"{self.server.url}/authorize?{urlencode(params)}"
+
+    async def sign_in(self, *, browser: Browser | None = None, **extra: str) -> dict[str, str]:
+        """Run the browser leg; returns the query the client's redirect URI received."""
+        own = browser is None
+        browser = browser or Browser()
+        try:
+            return query(await browser.run(self.authorize_url(**extra), stop_at=self.redirect_uri))
+        finally:
+            if own:
+                await browser.aclose()
+
+    async def token(self, **form: str) -> httpx2.Response:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            return await http.post(f"{self.server.url}/token", data={"client_id": self.client_id} | form)
+
+    async def exchange(self, code: str) -> httpx2.Response:
+        return await self.token(
+            grant_type="authorization_code", code=code, redirect_uri=self.redirect_uri, code_verifier=self.verifier
+        )
+
+
+async def mcp_status(server: ServerProcess, bearer: str) -> int:
+    """HTTP status of an MCP `initialize` sent with `bearer`: 200 when the token is accepted."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "probe", "version": "0"},
+        },
+    }
+    headers = {
+        "Authorization": f"Bearer {bearer}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    async with httpx2.AsyncClient(timeout=10) as http:
+        if server.transport == "sse":
+            async with http.stream("GET", server.mcp_url, headers=headers) as response:
+                return response.status_code
+        response = await http.post(server.mcp_url, json=body, headers=headers)
+        return response.status_code
+
+
+# Token-lifecycle helpers (refresh, revocation, GitHub tokens, scopes).
+
+
+@dataclass
+class SignedIn:
+    """One completed sign-in of a `ManualClient`: the code it used and the /token answer."""
+
+    client: ManualClient
+    code: str
+    tokens: dict[str, Any]
+
+    @property
+    def access(self) -> str:
+        return str(self.tokens["access_token"])
+
+    @property
+    def refresh(self) -> str:
+        return str(self.tokens["refresh_token"])
+
+
+async def sign_in_tokens(
+    server: ServerProcess, *, client: ManualClient | None = None, scope: str | None = None
+) -> SignedIn:
+    """Register (unless given a client), sign in through the browser and exchange the code."""
+    client = client or await ManualClient.register(server)
+    params = await (client.sign_in(scope=scope) if scope else client.sign_in())
+    assert "code" in params, params
+    response = await client.exchange(params["code"])
+    assert response.status_code == 200, response.text
+    return SignedIn(client, params["code"], response.json())
+
+
+async def refresh_grant(client: ManualClient, refresh_token: str, **form: str) -> httpx2.Response:
+    return await client.token(grant_type="refresh_token", refresh_token=refresh_token, **form)
+
+
+async def revoke_request(server: ServerProcess, client_id: str, token: str, **form: str) -> httpx2.Response:
+    """RFC 7009 revocation as a public client sends it: no client_secret field unless given."""
+    async with httpx2.AsyncClient(timeout=10) as http:
+        return await http.post(f"{server.url}/revoke", data={"client_id": client_id, "token": token} | form)
+
+
+async def tool_call_request(
+    server: ServerProcess, bearer: str, tool: str, arguments: dict[str, Any] | None = None
+) -> httpx2.Response:
+    """A bare JSON-RPC `tools/call` POST (no session): enough to see the scope check's answer."""
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": arguments or {}}}
+    headers = {
+        "Authorization": f"Bearer {bearer}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+    async with httpx2.AsyncClient(timeout=10) as http:
+        return await http.post(server.mcp_url, json=body, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def bearer_client(server: ServerProcess, bearer: str) -> AsyncIterator[Client]:
+    """An MCP client that sends a fixed bearer token and never runs OAuth (streamable HTTP)."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as http,
+        Client(streamable_http_client(server.mcp_url, http_client=http)) as client,
+    ):
+        yield client
+
+
+@contextlib.contextmanager
+def server_db(server: ServerProcess) -> Iterator[sqlite3.Connection]:
+    """The server's SQLite store, opened beside the running server (WAL allows it)."""
+    db = sqlite3.connect(server.data_dir / "mcp.sqlite3", isolation_level=None, timeout=10)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+# Hand-driven OAuth steps, for tests that look at each hop (consent, admission, abuse, browser).
+
+
+@dataclass
+class AuthorizeRequest:
+    """An `/authorize` URL built by hand with PKCE (S256), and what its client must remember."""
+
+    url: str
+    client_id: str
+    redirect_uri: str
+    state: str
+    verifier: str
+
+
+async def register_client(
+    http: httpx2.AsyncClient, server_url: str, redirect_uris: list[str], client_name: str = "Hand-made Client"
+) -> str:
+    """Dynamic client registration (RFC 7591) of a public client; returns its client_id."""
+    response = await http.post(
+        f"{server_url}/register",
+        json={"redirect_uris": redirect_uris, "token_endpoint_auth_method": "none", "client_name": client_name},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["client_id"])
+
+
+def authorize_request(
+    server_url: str, client_id: str, redirect_uri: str, scope: str = "user", state: str | None = None
+) -> AuthorizeRequest:
+    import secrets
+    from urllib.parse import urlencode
+
+    from tests.fake_github import pkce_challenge
+
+    verifier = secrets.token_urlsafe(48)
+    state = state or secrets.token_urlsafe(16)
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "code_challenge": pkce_challenge(verifier),
+        "code_challenge_method": "S256",
+        "state": state,
+        "scope": scope,
+    }
+    return AuthorizeRequest(f"{server_url}/authorize?{urlencode(params)}", client_id, redirect_uri, state, verifier)
+
+
+async def open_consent(http: httpx2.AsyncClient, auth: AuthorizeRequest) -> httpx2.Response:
+    """GET `/authorize` and the consent URL it leads to: the page (200) or, if remembered, the redirect to GitHub."""
+    response = await http.get(auth.url)
+    assert response.status_code == 302, response.text
+    consent_url = response.headers["location"]
+    assert urlsplit(consent_url).path == "/consent", consent_url
+    return await http.get(consent_url)
+
+
+async def submit_consent(http: httpx2.AsyncClient, page: httpx2.Response, action: str) -> httpx2.Response:
+    """Press a button of the consent form `page`, as a browser with this client's cookies would."""
+    assert page.status_code == 200 and 'action="/consent"' in page.text, page.text
+    return await http.post(urljoin(str(page.url), "/consent"), data=form_fields(page.text) | {"action": action})
+
+
+async def through_github(http: httpx2.AsyncClient, github_authorize_url: str) -> httpx2.Response:
+    """Let the fake GitHub answer its authorize URL, then deliver its callback redirect to our server."""
+    at_github = await http.get(github_authorize_url)
+    assert at_github.status_code == 302, at_github.text
+    return await http.get(at_github.headers["location"])
+
+
+async def approve_sign_in(http: httpx2.AsyncClient, auth: AuthorizeRequest) -> dict[str, str]:
+    """A whole approval in one browser: returns the query the client's redirect URI receives."""
+    step = await open_consent(http, auth)
+    if step.status_code == 200:
+        step = await submit_consent(http, step, "approve")
+    assert step.status_code == 303, step.text
+    callback = await through_github(http, step.headers["location"])
+    assert callback.status_code == 302, callback.text
+    assert callback.headers["location"].startswith(auth.redirect_uri)
+    return query(callback.headers["location"])
+
+
+async def exchange_code(
+    http: httpx2.AsyncClient, server_url: str, auth: AuthorizeRequest, code: str
+) -> httpx2.Response:
+    return await http.post(
+        f"{server_url}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": auth.redirect_uri,
+            "client_id": auth.client_id,
+            "code_verifier": auth.verifier,
+        },
+    )
+
+
+def table_rows(db_path: Path, table: str) -> list[dict[str, Any]]:
+    """Every row of one table of a server's SQLite file, read from the test process."""
+    with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(f"SELECT * FROM {table}")]  # noqa: S608 (table names are ours)
+
+
+def in_process_settings(monkeypatch: Any, github_url: str, data_dir: Path, **overrides: Any) -> Any:
+    """`Settings` for `app.build_app` inside the test process, deaf to the developer's MCP_* and .env."""
+    from pydantic import SecretStr
+
+    from settings import Settings
+
+    for name in [k for k in os.environ if k.startswith("MCP_")]:
+        monkeypatch.delenv(name)
+    return Settings(  # type: ignore[call-arg]  # pydantic-settings' init keywords are not in its stubs
+        _env_file=None,
+        github_client_id="fake-client-id",
+        github_client_secret=SecretStr("fake-client-secret"),
+        github_url=github_url,
+        github_api_url=github_url,
+        storage_url=f"sqlite:///{data_dir / 'mcp.sqlite3'}",
+        secret_key=SecretStr("test-secret-key-that-is-long-enough-0123456789"),
+        **overrides,
+    )
