@@ -9,10 +9,12 @@ To add a backend (say Redis), implement `Storage` and pick it in `open_storage`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -152,6 +154,18 @@ class SQLiteStorage:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several statements as one atomic step, also against other processes sharing the file."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, params)
@@ -175,19 +189,15 @@ class SQLiteStorage:
 
     # Pending authorizations: "consent" stage until approved, then "github" until the callback.
     async def add_pending(self, key: str, record: dict[str, Any], expires_at: float, cap: int, now: float) -> bool:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                (count,) = self._db.execute("SELECT COUNT(*) FROM pending WHERE expires_at > ?", (now,)).fetchone()
-                if count >= cap:
-                    return False
-                self._db.execute(
-                    "INSERT INTO pending (key, record, stage, expires_at) VALUES (?, ?, 'consent', ?)",
-                    (key, json.dumps(record), expires_at),
-                )
-                return True
-            finally:
-                self._db.execute("COMMIT")
+        with self._transaction() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM pending WHERE expires_at > ?", (now,)).fetchone()
+            if count >= cap:
+                return False
+            db.execute(
+                "INSERT INTO pending (key, record, stage, expires_at) VALUES (?, ?, 'consent', ?)",
+                (key, json.dumps(record), expires_at),
+            )
+            return True
 
     async def get_pending(self, key: str, now: float) -> dict[str, Any] | None:
         row = self._one("SELECT record FROM pending WHERE key = ? AND stage = 'consent' AND expires_at > ?", (key, now))
@@ -232,21 +242,17 @@ class SQLiteStorage:
     # Grants
     async def upsert_grant(self, grant: Grant) -> tuple[str, str | None]:
         """Store the user's GitHub token for this client; returns the grant id and the (encrypted) token it replaced."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._db.execute(
-                    "SELECT grant_id, token_enc FROM grants WHERE subject = ? AND client_id = ?",
-                    (grant.subject, grant.client_id),
-                ).fetchone()
-                values = asdict(grant)
-                if old is not None:
-                    values["grant_id"] = old["grant_id"]
-                    self._db.execute("DELETE FROM grants WHERE grant_id = ?", (old["grant_id"],))
-                self._db.execute(*_insert("grants", values))
-                return str(values["grant_id"]), None if old is None else str(old["token_enc"])
-            finally:
-                self._db.execute("COMMIT")
+        with self._transaction() as db:
+            old = db.execute(
+                "SELECT grant_id, token_enc FROM grants WHERE subject = ? AND client_id = ?",
+                (grant.subject, grant.client_id),
+            ).fetchone()
+            values = asdict(grant)
+            if old is not None:
+                values["grant_id"] = old["grant_id"]
+                db.execute("DELETE FROM grants WHERE grant_id = ?", (old["grant_id"],))
+            db.execute(*_insert("grants", values))
+            return str(values["grant_id"]), None if old is None else str(old["token_enc"])
 
     async def get_grant(self, grant_id: str) -> Grant | None:
         row = self._one("SELECT * FROM grants WHERE grant_id = ?", (grant_id,))
@@ -267,8 +273,9 @@ class SQLiteStorage:
         )
 
     async def kill_grant(self, grant_id: str) -> None:
-        self._run("UPDATE grants SET dead = 1 WHERE grant_id = ?", (grant_id,))
-        self._run("UPDATE families SET revoked = 1 WHERE grant_id = ?", (grant_id,))
+        with self._transaction() as db:
+            db.execute("UPDATE grants SET dead = 1 WHERE grant_id = ?", (grant_id,))
+            db.execute("UPDATE families SET revoked = 1 WHERE grant_id = ?", (grant_id,))
 
     async def delete_grant(self, grant_id: str) -> None:
         self._run("DELETE FROM grants WHERE grant_id = ?", (grant_id,))
