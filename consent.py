@@ -20,7 +20,7 @@ from github_provider import LOOPBACK_HOSTS, GitHubOAuthProvider, PendingAuthoriz
 from scopes import SCOPES
 from settings import Settings
 
-MAX_REMEMBERED = 20
+MAX_REMEMBERED = 20  # (client, redirect URI) pairs per browser; the oldest is forgotten first
 
 
 class BrowserCookies:
@@ -64,8 +64,11 @@ class ConsentPage:
             return self._expired()
         if not self.settings.consent_always_ask and self._remembered(request, pending):
             return await self._approve(request, request_id, pending)
-        nonce = new_secret()
         # CSRF (signed double submit): the form's token names this request and the cookie's nonce.
+        # A nonce this browser already holds is kept, so two consent tabs open at once both work;
+        # each token is still single use, since approving or denying consumes its request.
+        held = self.cookies.read(request, "mcp_csrf", self.settings.state_seconds)
+        nonce = held if isinstance(held, str) else new_secret()
         csrf = self.cookies.keyring.signer("csrf").dumps([token_hash(request_id), nonce])
         host, warning = describe_redirect(pending.redirect_uri)
         response = pages.render(
@@ -75,6 +78,7 @@ class ConsentPage:
             title=f"Authorize {pending.client_name}",
             client_name=pending.client_name,
             redirect_host=host,
+            github_host=urlsplit(self.settings.github_url).netloc,
             redirect_warning=warning,
             scopes=[{"name": s, "description": SCOPES[s].description} for s in pending.scopes if s in SCOPES],
             request_id=request_id,
@@ -120,23 +124,21 @@ class ConsentPage:
         return response
 
     def _remembered(self, request: Request, pending: PendingAuthorization) -> bool:
-        return any(
-            entry[:2] == [pending.client_id, pending.redirect_uri] and set(pending.scopes) <= set(entry[2])
-            for entry in self._remembered_entries(request)
-        )
+        key = remember_key(pending.client_id, pending.redirect_uri)
+        return any(e[0] == key and set(pending.scopes) <= set(e[1]) for e in self._remembered_entries(request))
 
     def _remembered_entries(self, request: Request) -> list[list[Any]]:
         entries = self.cookies.read(request, "mcp_consent", self.settings.consent_remember_seconds)
         now = time.time()
         if not isinstance(entries, list):
             return []
-        return [e for e in entries if isinstance(e, list) and len(e) == 4 and e[3] > now]
+        return [e for e in entries if isinstance(e, list) and len(e) == 3 and e[2] > now]
 
     def _remember(self, request: Request, response: Response, pending: PendingAuthorization) -> None:
         """Remember this approval for (browser, client, redirect URI); other scopes ask again."""
-        key = [pending.client_id, pending.redirect_uri]
-        entries = [e for e in self._remembered_entries(request) if e[:2] != key]
-        entries.append([*key, sorted(pending.scopes), time.time() + self.settings.consent_remember_seconds])
+        key = remember_key(pending.client_id, pending.redirect_uri)
+        entries = [e for e in self._remembered_entries(request) if e[0] != key]
+        entries.append([key, sorted(pending.scopes), time.time() + self.settings.consent_remember_seconds])
         self.cookies.write(response, "mcp_consent", entries[-MAX_REMEMBERED:], self.settings.consent_remember_seconds)
 
     def _expired(self) -> Response:
@@ -154,6 +156,12 @@ class ConsentPage:
             "This form could not be verified. Reload the sign-in from your app and try again.",
             403,
         )
+
+
+def remember_key(client_id: str, redirect_uri: str) -> str:
+    """(client, redirect URI) as a short digest: the cookie stays far below the 4 KiB browsers keep,
+    however long the URIs, and does not list the apps a user approved."""
+    return token_hash(f"{client_id}\0{redirect_uri}")[:32]
 
 
 def describe_redirect(uri: str) -> tuple[str, str | None]:

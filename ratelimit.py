@@ -33,7 +33,9 @@ class RateLimit:
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["method"], scope["path"]) in LIMITED:
+        # Starlette answers HEAD wherever it answers GET, running the same handler: count it as GET.
+        method = "GET" if scope.get("method") == "HEAD" else scope.get("method")
+        if scope["type"] == "http" and (method, scope["path"]) in LIMITED:
             ip = self.client_ip(scope)
             if not self.limiter.hit(self.item, scope["path"], ip):
                 reset = self.limiter.get_window_stats(self.item, scope["path"], ip).reset_time

@@ -1,0 +1,137 @@
+"""Admission (issue 3): MCP_ALLOWED_GITHUB_USERS / MCP_ALLOWED_GITHUB_ORGS decide who may sign in.
+
+The check runs at the GitHub callback with the user's own token; a refused user sees a page
+whose only way out sends `access_denied` to the client, and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from html import unescape
+
+import httpx2
+import pytest
+
+from tests.fake_github import FakeGitHub
+from tests.support import (
+    CLIENT_REDIRECT,
+    ServerProcess,
+    approve_sign_in,
+    authorize_request,
+    exchange_code,
+    open_consent,
+    query,
+    register_client,
+    running_server,
+    submit_consent,
+    table_rows,
+    through_github,
+)
+
+pytestmark = pytest.mark.anyio
+
+BOB = "github:2002"
+
+
+@pytest.fixture(scope="module")
+def users_server(
+    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    env = {"MCP_ALLOWED_GITHUB_USERS": " ALICE , carol "}  # case and spaces as people type them
+    with running_server(fake_github_session[1], tmp_path_factory.mktemp("users"), env=env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def orgs_server(
+    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    env = {"MCP_ALLOWED_GITHUB_ORGS": "acme"}
+    with running_server(fake_github_session[1], tmp_path_factory.mktemp("orgs"), env=env) as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=10) as client:
+        yield client
+
+
+async def signs_in(http: httpx2.AsyncClient, server: ServerProcess) -> None:
+    """A full sign-in whose code really buys tokens."""
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    auth = authorize_request(server.url, client_id, CLIENT_REDIRECT)
+    params = await approve_sign_in(http, auth)
+    assert params["iss"] == server.url and params["state"] == auth.state
+    tokens = await exchange_code(http, server.url, auth, params["code"])
+    assert tokens.status_code == 200, tokens.text
+
+
+async def assert_refused(github: FakeGitHub, http: httpx2.AsyncClient, server: ServerProcess) -> None:
+    """Bob's sign-in ends on the refusal page, and neither the server nor GitHub keeps anything of it."""
+    github.sign_in("bob")
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT], "Bob's Editor")
+    auth = authorize_request(server.url, client_id, CLIENT_REDIRECT, state="bob-state")
+    to_github = await submit_consent(http, await open_consent(http, auth), "approve")
+
+    page = await through_github(http, to_github.headers["location"])
+
+    assert page.status_code == 403
+    assert "location" not in page.headers
+    assert "not allowed" in page.text and "bob" in page.text
+    (link,) = re.findall(r'<a class="button" href="([^"]+)">Back to Bob&#39;s Editor</a>', page.text)
+    assert unescape(link).startswith(CLIENT_REDIRECT)
+    assert query(unescape(link)) == {
+        "error": "access_denied",
+        "error_description": "This GitHub account is not allowed",
+        "state": "bob-state",
+    }
+    db = server.data_dir / "mcp.sqlite3"
+    assert [r for r in table_rows(db, "grants") if r["subject"] == BOB] == []
+    assert [r for r in table_rows(db, "consents") if r["client_id"] == client_id] == []
+    assert [r for r in table_rows(db, "codes") if json.loads(r["record"])["client_id"] == client_id] == []
+    assert [r for r in table_rows(db, "pending") if json.loads(r["record"])["client_id"] == client_id] == []
+    assert github.live_tokens_for("bob") == []  # revoked at GitHub
+    assert len(github.revocations) == 1
+
+
+async def test_listed_user_gets_in_and_others_are_refused(
+    github: FakeGitHub, users_server: ServerProcess, http: httpx2.AsyncClient
+) -> None:
+    await signs_in(http, users_server)
+    assert github.revocations == []
+    async with httpx2.AsyncClient(timeout=10) as bobs_browser:
+        await assert_refused(github, bobs_browser, users_server)
+
+
+async def test_org_member_gets_in_and_outsiders_are_refused(
+    github: FakeGitHub, orgs_server: ServerProcess, http: httpx2.AsyncClient
+) -> None:
+    await signs_in(http, orgs_server)
+    assert github.count("/user/memberships/orgs/acme") == 1  # checked with alice's own token
+    async with httpx2.AsyncClient(timeout=10) as bobs_browser:
+        await assert_refused(github, bobs_browser, orgs_server)
+
+
+async def test_read_org_is_requested_from_github_only_when_orgs_are_configured(
+    github: FakeGitHub, users_server: ServerProcess, orgs_server: ServerProcess, http: httpx2.AsyncClient
+) -> None:
+    for server in (users_server, orgs_server):
+        client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+        auth = authorize_request(server.url, client_id, CLIENT_REDIRECT, scope="user repo:write")
+        await approve_sign_in(http, auth)
+
+    users_request, orgs_request = github.authorize_requests
+    assert users_request["scope"].split() == ["public_repo", "read:user"]
+    assert orgs_request["scope"].split() == ["public_repo", "read:org", "read:user"]
+
+
+async def test_everyone_gets_in_when_no_list_is_configured(
+    github: FakeGitHub, server: ServerProcess, http: httpx2.AsyncClient
+) -> None:
+    github.sign_in("bob")
+    await signs_in(http, server)
+    assert github.count("/user/memberships/orgs/acme") == 0
+    assert "read:org" not in github.authorize_requests[0]["scope"].split()
