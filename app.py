@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,7 +78,7 @@ def build_app(settings: Settings) -> Starlette:
     # Ours first: they replace the SDK's /revoke and metadata routes of the same paths.
     app.router.routes[0:0] = server_routes(settings, provider, BrowserCookies(settings, keyring), auth, list(SCOPES))
     app.state.provider = provider  # for benchmarks and in-process tests
-    app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, storage, http)
+    app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider, storage, http)
     app.add_middleware(RequestLog)
     app.add_middleware(RateLimit, limit=settings.rate_limit, trusted_proxies=settings.trusted_proxies)
     return app
@@ -96,12 +95,14 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
 
 
-def _lifespan(inner: Lifespan, settings: Settings, storage: Storage, http: httpx2.AsyncClient) -> Lifespan:
+def _lifespan(
+    inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider, storage: Storage, http: httpx2.AsyncClient
+) -> Lifespan:
     """The SDK's lifespan, plus the periodic sweep and closing what `build_app` opened."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(_sweep_forever(settings, storage))
+        sweeper = asyncio.create_task(_sweep_forever(settings, provider))
         try:
             async with inner(app):
                 yield
@@ -113,11 +114,11 @@ def _lifespan(inner: Lifespan, settings: Settings, storage: Storage, http: httpx
     return lifespan
 
 
-async def _sweep_forever(settings: Settings, storage: Storage) -> None:
+async def _sweep_forever(settings: Settings, provider: GitHubOAuthProvider) -> None:
     while True:
         await asyncio.sleep(settings.sweep_interval_seconds)
         try:
-            removed = await storage.sweep(time.time(), settings.unused_client_seconds, settings.idle_client_seconds)
+            removed = await provider.sweep()
         except Exception:  # a busy database must not end the sweeping for good
             logger.exception("Sweep failed; trying again next interval")
             continue

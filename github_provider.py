@@ -440,6 +440,17 @@ class GitHubOAuthProvider(
         grant.token_enc, grant.refresh_enc, grant.expires_at = token_enc, refresh_enc, tokens.expires_at
         return grant
 
+    async def sweep(self) -> dict[str, int]:
+        """Delete expired rows; GitHub tokens no grant holds any more are revoked at GitHub too."""
+        swept = await self.storage.sweep(
+            time.time(), self.settings.unused_client_seconds, self.settings.idle_client_seconds
+        )
+        for token_enc in swept.released_tokens_enc:
+            token = self.keyring.decrypt(token_enc)
+            if token:
+                await self._revoke_upstream(token)
+        return swept.counts
+
     async def grant_revoked(self, grant_id: str) -> None:
         """GitHub no longer honours this grant: every MCP token on it stops working."""
         logger.info("GitHub grant %s is no longer valid; its MCP tokens are revoked", grant_id)

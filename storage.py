@@ -61,6 +61,14 @@ class TokenRow:
 
 
 @dataclass
+class Swept:
+    """What a sweep removed: row counts per table, and the GitHub tokens no grant holds any more."""
+
+    counts: dict[str, int]
+    released_tokens_enc: list[str]
+
+
+@dataclass
 class TokenRecord:
     """A token with what decides whether it is still good."""
 
@@ -108,7 +116,7 @@ class Storage(Protocol):
     async def record_consent(
         self, subject: str, client_id: str, redirect_uri: str, scopes: str, now: float
     ) -> None: ...
-    async def sweep(self, now: float, unused_client_seconds: int, idle_client_seconds: int) -> dict[str, int]: ...
+    async def sweep(self, now: float, unused_client_seconds: int, idle_client_seconds: int) -> Swept: ...
     async def close(self) -> None: ...
 
 
@@ -347,7 +355,7 @@ class SQLiteStorage:
             (subject, client_id, redirect_uri, scopes, now),
         )
 
-    async def sweep(self, now: float, unused_client_seconds: int, idle_client_seconds: int) -> dict[str, int]:
+    async def sweep(self, now: float, unused_client_seconds: int, idle_client_seconds: int) -> Swept:
         """Delete what can no longer be used, so the store does not grow without bound."""
         statements = {
             "pending": ("DELETE FROM pending WHERE expires_at <= ?", (now,)),
@@ -366,17 +374,18 @@ class SQLiteStorage:
                 " AND code_hash NOT IN (SELECT code_hash FROM codes)",
                 (),
             ),
-            "grants": (
-                "DELETE FROM grants WHERE grant_id NOT IN (SELECT grant_id FROM families)"
-                " AND grant_id NOT IN (SELECT json_extract(record, '$.grant_id') FROM codes)",
-                (),
-            ),
             "clients": (
                 "DELETE FROM clients WHERE (last_used_at IS NULL AND created_at <= ?) OR last_used_at <= ?",
                 (now - unused_client_seconds, now - idle_client_seconds),
             ),
         }
-        return {table: self._run(sql, params).rowcount for table, (sql, params) in statements.items()}
+        counts = {table: self._run(sql, params).rowcount for table, (sql, params) in statements.items()}
+        released = self._run(
+            "DELETE FROM grants WHERE grant_id NOT IN (SELECT grant_id FROM families)"
+            " AND grant_id NOT IN (SELECT json_extract(record, '$.grant_id') FROM codes) RETURNING token_enc"
+        ).fetchall()
+        counts["grants"] = len(released)
+        return Swept(counts, [str(row["token_enc"]) for row in released])
 
     async def close(self) -> None:
         self._db.close()

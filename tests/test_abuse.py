@@ -15,7 +15,7 @@ import httpx2
 import pytest
 
 import app
-from storage import SQLiteStorage
+from storage import Grant, SQLiteStorage, new_id
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
@@ -165,7 +165,7 @@ async def test_sweep_expires_unused_then_idle_clients_and_dead_rows(
         # A day later: the never-used registration and every short-lived row are gone.
         removed = await storage.sweep(time.time() + unused_seconds + 60, unused_seconds, idle_seconds)
         assert client_ids(server) >= {used} and unused not in client_ids(server)
-        assert removed["pending"] >= 1 and removed["codes"] >= 1 and removed["tokens"] >= 1
+        assert removed.counts["pending"] >= 1 and removed.counts["codes"] >= 1 and removed.counts["tokens"] >= 1
         mine = [r for r in table_rows(db, "pending") if json.loads(r["record"])["client_id"] == used]
         assert mine == []
         # The server itself no longer knows the swept client; the used one still works.
@@ -203,3 +203,33 @@ async def test_background_sweeper_removes_expired_rows(github: FakeGitHub, sweep
         await anyio.sleep(0.2)
 
     assert swept()
+
+
+async def test_sweep_revokes_released_github_tokens_at_github(
+    github: FakeGitHub, github_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grant the sweep deletes (here: signed in, code never exchanged) must not leave a live GitHub token."""
+    provider = app.build_app(in_process_settings(monkeypatch, github_url, tmp_path)).state.provider
+    try:
+        pair = github.issue_token("alice", ["read:user"])
+        await provider.storage.upsert_grant(
+            Grant(
+                grant_id=new_id(),
+                subject="github:1001",
+                client_id="some-client",
+                github_login="alice",
+                token_enc=provider.keyring.encrypt(pair.access_token),
+                refresh_enc=None,
+                expires_at=None,
+                refresh_expires_at=None,
+                github_scopes="read:user",
+                dead=False,
+            )
+        )
+        counts = await provider.sweep()
+    finally:
+        await provider.github.http.aclose()
+        await provider.storage.close()
+    assert counts["grants"] == 1
+    assert github.revocations == [pair.access_token]
+    assert not github.is_live(pair.access_token)
