@@ -21,6 +21,7 @@ from scopes import SCOPES
 from settings import Settings
 
 MAX_REMEMBERED = 20  # (client, redirect URI) pairs per browser; the oldest is forgotten first
+MAX_LOGINS = 5  # sign-ins one browser may have under way at GitHub at once
 
 
 class BrowserCookies:
@@ -45,10 +46,26 @@ class BrowserCookies:
     def clear(self, response: Response, base: str) -> None:
         response.delete_cookie(self.name(base), path="/", secure=self.settings.https, httponly=True, samesite="lax")
 
+    def _logins(self, request: Request) -> list[str]:
+        bound = self.read(request, "mcp_login", self.settings.state_seconds)
+        return [b for b in bound if isinstance(b, str)] if isinstance(bound, list) else []
+
+    def bind_login(self, request: Request, response: Response, state: str) -> None:
+        """Mark this browser as the one that approved `state` (several sign-ins may be under way)."""
+        logins = [*self._logins(request), token_hash(state)][-MAX_LOGINS:]
+        self.write(response, "mcp_login", logins, self.settings.state_seconds)
+
     def login_matches(self, request: Request, state: str) -> bool:
         """Login-CSRF defence: the callback must arrive in the browser that approved."""
-        bound = self.read(request, "mcp_login", self.settings.state_seconds)
-        return isinstance(bound, str) and hmac.compare_digest(bound, token_hash(state))
+        wanted = token_hash(state)
+        return any(hmac.compare_digest(bound, wanted) for bound in self._logins(request))
+
+    def release_login(self, request: Request, response: Response, state: str) -> None:
+        rest = [bound for bound in self._logins(request) if bound != token_hash(state)]
+        if rest:
+            self.write(response, "mcp_login", rest, self.settings.state_seconds)
+        else:
+            self.clear(response, "mcp_login")
 
 
 class ConsentPage:
@@ -118,7 +135,7 @@ class ConsentPage:
             return self._expired()
         github_url, state = approved
         response = RedirectResponse(github_url, status_code=303)
-        self.cookies.write(response, "mcp_login", token_hash(state), self.settings.state_seconds)
+        self.cookies.bind_login(request, response, state)
         if not self.settings.consent_always_ask:
             self._remember(request, response, pending)
         return response

@@ -71,7 +71,7 @@ class GitHubCallback:
                     link_text=f"Open {pending.client_name}",
                     refresh_to=outcome.redirect_to,
                 )
-        self.cookies.clear(response, "mcp_login")
+        self.cookies.release_login(request, response, state)
         return response
 
     def _invalid(self, text: str) -> Response:

@@ -250,6 +250,23 @@ async def test_two_consent_tabs_in_one_browser_both_work(
     assert is_github(await submit_consent(http, older, "approve"), github_url)
 
 
+async def test_two_sign_ins_under_way_in_one_browser_both_complete(
+    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+) -> None:
+    """Two apps connecting at once: approving the second must not void the first's browser binding."""
+    client_ids = [await register_client(http, shared.url, [CLIENT_REDIRECT]) for _ in range(2)]
+    first, second = (authorize_request(shared.url, client_id, CLIENT_REDIRECT) for client_id in client_ids)
+    to_github = [await submit_consent(http, await open_consent(http, auth), "approve") for auth in (first, second)]
+    assert all(is_github(step, github_url) for step in to_github)
+
+    callbacks = [await through_github(http, step.headers["location"]) for step in to_github]
+
+    for auth, callback in zip((first, second), callbacks, strict=True):
+        assert callback.status_code == 302, callback.text
+        assert query(callback.headers["location"])["state"] == auth.state
+        assert "code" in query(callback.headers["location"])
+
+
 async def test_callback_in_a_browser_without_the_login_cookie_is_refused(
     github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
