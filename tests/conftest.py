@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.fake_github import FakeGitHub, running_fake_github
-from tests.support import McpUser, ServerProcess
+from tests.support import McpUser, ServerProcess, running_server
 
 StartServer = Callable[..., ServerProcess]
 
@@ -56,9 +57,26 @@ def start_server(github: FakeGitHub, github_url: str, tmp_path: Path) -> Iterato
             server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_server(
+    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One default server per test module: starting one takes a second, and tests register their own clients."""
+    with running_server(fake_github_session[1], tmp_path_factory.mktemp("server")) as server:
+        yield server
+
+
 @pytest.fixture
-def server(start_server: StartServer) -> ServerProcess:
-    return start_server()
+def server(module_server: ServerProcess, github: FakeGitHub) -> ServerProcess:
+    """The module's default server, with the fake GitHub reset; use `start_server` for special settings."""
+    return module_server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    """A browser's cookie jar, without automatic redirects so every hop is visible."""
+    async with httpx2.AsyncClient(timeout=10) as client:
+        yield client
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ class ServerProcess:
             "MCP_PORT": str(self.port),
             "MCP_STORAGE_URL": f"sqlite:///{self.data_dir / 'mcp.sqlite3'}",
             "MCP_SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
-            "MCP_RATE_LIMIT": "1000/minute",
+            "MCP_RATE_LIMIT": "10000/minute",
             **self.env,
         }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,6 @@ pytestmark = pytest.mark.anyio
 
 DAY = 24 * 3600
 LIMIT = 3
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(timeout=10) as client:
-        yield client
 
 
 def assert_rate_limited(response: httpx2.Response) -> None:

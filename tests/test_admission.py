@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from html import unescape
 
 import httpx2
@@ -51,12 +51,6 @@ def orgs_server(
     env = {"MCP_ALLOWED_GITHUB_ORGS": "acme"}
     with running_server(fake_github_session[1], tmp_path_factory.mktemp("orgs"), env=env) as server:
         yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(timeout=10) as client:
-        yield client
 
 
 async def signs_in(http: httpx2.AsyncClient, server: ServerProcess) -> None:

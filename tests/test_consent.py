@@ -11,7 +11,6 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
 from html import unescape
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -36,7 +35,6 @@ from tests.support import (
     open_consent,
     query,
     register_client,
-    running_server,
     submit_consent,
     table_rows,
     through_github,
@@ -45,22 +43,6 @@ from tests.support import (
 pytestmark = pytest.mark.anyio
 
 OTHER_REDIRECT = "http://127.0.0.1:2/other-callback"
-
-
-@pytest.fixture(scope="module")
-def shared(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """One server for the tests that need no special settings: each registers its own clients."""
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("consent")) as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    """A browser's cookie jar, without automatic redirects so every hop is visible."""
-    async with httpx2.AsyncClient(timeout=10) as client:
-        yield client
 
 
 def db(server: ServerProcess) -> Path:
@@ -83,11 +65,11 @@ def set_cookies(response: httpx2.Response) -> dict[str, SimpleCookie]:
 
 
 async def test_page_names_client_host_and_scopes_and_github_waits_for_approval(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
     redirect = "https://notes.example.com/oauth/callback"
-    client_id = await register_client(http, shared.url, [redirect], "Acme Notes")
-    auth = authorize_request(shared.url, client_id, redirect, scope="user repo:read")
+    client_id = await register_client(http, server.url, [redirect], "Acme Notes")
+    auth = authorize_request(server.url, client_id, redirect, scope="user repo:read")
 
     page = await open_consent(http, auth)
 
@@ -99,7 +81,7 @@ async def test_page_names_client_host_and_scopes_and_github_waits_for_approval(
     assert 'class="warning"' not in page.text  # an https web site needs no warning
     # Nothing has been asked of GitHub, and no GitHub state exists before Approve.
     assert github.authorize_requests == []
-    (row,) = [r for r in table_rows(db(shared), "pending") if json.loads(r["record"])["client_id"] == client_id]
+    (row,) = [r for r in table_rows(db(server), "pending") if json.loads(r["record"])["client_id"] == client_id]
     assert row["stage"] == "consent" and row["state_hash"] is None
 
     to_github = await submit_consent(http, page, "approve")
@@ -107,7 +89,7 @@ async def test_page_names_client_host_and_scopes_and_github_waits_for_approval(
     assert is_github(to_github, github_url)
     github_state = query(to_github.headers["location"])["state"]
     assert github_state != auth.state  # our own state toward GitHub, never the client's
-    (row,) = [r for r in table_rows(db(shared), "pending") if json.loads(r["record"])["client_id"] == client_id]
+    (row,) = [r for r in table_rows(db(server), "pending") if json.loads(r["record"])["client_id"] == client_id]
     assert row["stage"] == "github" and row["state_hash"] is not None
 
 
@@ -120,11 +102,11 @@ async def test_page_names_client_host_and_scopes_and_github_waits_for_approval(
     ],
 )
 async def test_loopback_and_custom_scheme_redirects_carry_a_warning(
-    github: FakeGitHub, shared: ServerProcess, http: httpx2.AsyncClient, redirect: str, shown: str, warning: str
+    github: FakeGitHub, server: ServerProcess, http: httpx2.AsyncClient, redirect: str, shown: str, warning: str
 ) -> None:
-    client_id = await register_client(http, shared.url, [redirect])
+    client_id = await register_client(http, server.url, [redirect])
 
-    page = await open_consent(http, authorize_request(shared.url, client_id, redirect))
+    page = await open_consent(http, authorize_request(server.url, client_id, redirect))
 
     assert page.status_code == 200
     assert f"<strong>{shown}</strong>" in page.text
@@ -132,12 +114,12 @@ async def test_loopback_and_custom_scheme_redirects_carry_a_warning(
 
 
 async def test_hostile_client_name_is_escaped(
-    github: FakeGitHub, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
     hostile = """<script>alert("x")</script><img src=x onerror=alert(1)>'&"""
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT], hostile)
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT], hostile)
 
-    page = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
+    page = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
 
     assert page.status_code == 200
     assert "<script" not in page.text and "<img" not in page.text
@@ -150,12 +132,12 @@ def csp_directives(response: httpx2.Response) -> dict[str, str]:
 
 
 async def test_pages_forbid_framing_scripts_and_inline_styles_without_nonce(
-    github: FakeGitHub, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT])
-    consent = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
-    again = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
-    error_page = await http.get(f"{shared.url}/consent?request=no-such-request")
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    consent = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
+    again = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
+    error_page = await http.get(f"{server.url}/consent?request=no-such-request")
     assert (consent.status_code, again.status_code, error_page.status_code) == (200, 200, 400)
 
     nonces = set()
@@ -177,10 +159,10 @@ async def test_pages_forbid_framing_scripts_and_inline_styles_without_nonce(
 
 
 async def test_deny_sends_access_denied_to_the_client_and_never_github(
-    github: FakeGitHub, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT])
-    auth = authorize_request(shared.url, client_id, CLIENT_REDIRECT, state="client-state-42")
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    auth = authorize_request(server.url, client_id, CLIENT_REDIRECT, state="client-state-42")
     page = await open_consent(http, auth)
 
     denied = await submit_consent(http, page, "deny")
@@ -191,18 +173,18 @@ async def test_deny_sends_access_denied_to_the_client_and_never_github(
     assert query(location) == {"error": "access_denied", "state": "client-state-42"}
     assert github.count("/login/oauth/authorize") == 0 and github.authorize_requests == []
     # The request is gone: pressing a button on the same page again leads nowhere.
-    replay = await http.post(f"{shared.url}/consent", data=form_fields(page.text) | {"action": "approve"})
+    replay = await http.post(f"{server.url}/consent", data=form_fields(page.text) | {"action": "approve"})
     assert 400 <= replay.status_code < 500 and "location" not in replay.headers
 
 
 @pytest.mark.parametrize("attack", ["no cookie", "no token", "forged token", "other browser's cookie"])
 async def test_post_without_matching_csrf_cookie_and_token_goes_nowhere(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient, attack: str
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient, attack: str
 ) -> None:
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT])
-    page = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    page = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
     fields = form_fields(page.text) | {"action": "approve"}
-    url = f"{shared.url}/consent"
+    url = f"{server.url}/consent"
 
     async with httpx2.AsyncClient(timeout=10) as other:
         if attack == "no cookie":
@@ -212,7 +194,7 @@ async def test_post_without_matching_csrf_cookie_and_token_goes_nowhere(
         elif attack == "forged token":
             refused = await http.post(url, data=fields | {"csrf": fields["csrf"][:-4] + "AAAA"})
         else:  # the attacker's own valid cookie/token pair does not fit the victim's request
-            await open_consent(other, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
+            await open_consent(other, authorize_request(server.url, client_id, CLIENT_REDIRECT))
             refused = await other.post(url, data=fields)
 
     assert 400 <= refused.status_code < 500
@@ -223,10 +205,10 @@ async def test_post_without_matching_csrf_cookie_and_token_goes_nowhere(
 
 
 async def test_csrf_token_is_single_use(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT])
-    page = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    page = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
     csrf_cookie = http.cookies["mcp_csrf"]
 
     first = await submit_consent(http, page, "approve")
@@ -234,28 +216,28 @@ async def test_csrf_token_is_single_use(
     assert "mcp_csrf" not in http.cookies  # cleared by the server
 
     http.cookies.set("mcp_csrf", csrf_cookie)  # an attacker replaying the exact same request
-    replay = await http.post(f"{shared.url}/consent", data=form_fields(page.text) | {"action": "approve"})
+    replay = await http.post(f"{server.url}/consent", data=form_fields(page.text) | {"action": "approve"})
     assert 400 <= replay.status_code < 500 and "location" not in replay.headers
 
 
 async def test_two_consent_tabs_in_one_browser_both_work(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
     """A client that retried leaves an older tab open: answering it must not fail the CSRF check."""
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT])
-    older = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
-    newer = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    older = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
+    newer = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
     assert older.status_code == newer.status_code == 200
 
     assert is_github(await submit_consent(http, older, "approve"), github_url)
 
 
 async def test_two_sign_ins_under_way_in_one_browser_both_complete(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
     """Two apps connecting at once: approving the second must not void the first's browser binding."""
-    client_ids = [await register_client(http, shared.url, [CLIENT_REDIRECT]) for _ in range(2)]
-    first, second = (authorize_request(shared.url, client_id, CLIENT_REDIRECT) for client_id in client_ids)
+    client_ids = [await register_client(http, server.url, [CLIENT_REDIRECT]) for _ in range(2)]
+    first, second = (authorize_request(server.url, client_id, CLIENT_REDIRECT) for client_id in client_ids)
     to_github = [await submit_consent(http, await open_consent(http, auth), "approve") for auth in (first, second)]
     assert all(is_github(step, github_url) for step in to_github)
 
@@ -268,11 +250,11 @@ async def test_two_sign_ins_under_way_in_one_browser_both_complete(
 
 
 async def test_callback_in_a_browser_without_the_login_cookie_is_refused(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
     """Login CSRF: a victim must not complete a sign-in the attacker approved in their own browser."""
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT])
-    page = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    page = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
     to_github = await submit_consent(http, page, "approve")
     assert is_github(to_github, github_url)
 
@@ -282,18 +264,18 @@ async def test_callback_in_a_browser_without_the_login_cookie_is_refused(
     assert callback.status_code == 400
     assert "location" not in callback.headers
     assert "not started in this browser" in callback.text
-    assert all(json.loads(r["record"])["client_id"] != client_id for r in table_rows(db(shared), "codes"))
+    assert all(json.loads(r["record"])["client_id"] != client_id for r in table_rows(db(server), "codes"))
 
 
 async def test_consent_is_recorded_server_side_only_after_the_callback(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT])
-    auth = authorize_request(shared.url, client_id, CLIENT_REDIRECT, scope="user repo:read")
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    auth = authorize_request(server.url, client_id, CLIENT_REDIRECT, scope="user repo:read")
     to_github = await submit_consent(http, await open_consent(http, auth), "approve")
 
     def consents() -> list[dict[str, object]]:
-        return [r for r in table_rows(db(shared), "consents") if r["client_id"] == client_id]
+        return [r for r in table_rows(db(server), "consents") if r["client_id"] == client_id]
 
     assert consents() == []
     callback = await through_github(http, to_github.headers["location"])
@@ -306,11 +288,11 @@ async def test_consent_is_recorded_server_side_only_after_the_callback(
 
 
 async def test_remembered_approval_skips_the_page_only_for_the_same_client_and_redirect(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
-    client_x = await register_client(http, shared.url, [CLIENT_REDIRECT, OTHER_REDIRECT], "Client X")
-    client_y = await register_client(http, shared.url, [CLIENT_REDIRECT], "Client Y")
-    first = await open_consent(http, authorize_request(shared.url, client_x, CLIENT_REDIRECT, scope="user repo:read"))
+    client_x = await register_client(http, server.url, [CLIENT_REDIRECT, OTHER_REDIRECT], "Client X")
+    client_y = await register_client(http, server.url, [CLIENT_REDIRECT], "Client Y")
+    first = await open_consent(http, authorize_request(server.url, client_x, CLIENT_REDIRECT, scope="user repo:read"))
     assert first.status_code == 200
     approved = await submit_consent(http, first, "approve")
     assert is_github(approved, github_url)
@@ -318,7 +300,7 @@ async def test_remembered_approval_skips_the_page_only_for_the_same_client_and_r
     assert cookie["max-age"] == str(30 * 24 * 3600)  # MCP_CONSENT_REMEMBER_SECONDS' default
 
     async def asks(client_id: str, redirect: str, scope: str, browser: httpx2.AsyncClient = http) -> bool:
-        step = await open_consent(browser, authorize_request(shared.url, client_id, redirect, scope=scope))
+        step = await open_consent(browser, authorize_request(server.url, client_id, redirect, scope=scope))
         if step.status_code == 200:
             return True
         assert is_github(step, github_url), step.text
@@ -336,13 +318,13 @@ async def test_remembered_approval_skips_the_page_only_for_the_same_client_and_r
 
 
 async def test_remembered_approval_expires(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, monkeypatch: pytest.MonkeyPatch
+    github: FakeGitHub, github_url: str, server: ServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each approval expires MCP_CONSENT_REMEMBER_SECONDS after it was given, checked inside the
     signed cookie (signed here with the test server's key, so no test has to wait 30 days)."""
     async with httpx2.AsyncClient(timeout=10) as setup:
-        client_id = await register_client(setup, shared.url, [CLIENT_REDIRECT])
-    keyring = Keyring(shared.environment()["MCP_SECRET_KEY"])
+        client_id = await register_client(setup, server.url, [CLIENT_REDIRECT])
+    keyring = Keyring(server.environment()["MCP_SECRET_KEY"])
     now, month = time.time(), 30 * 24 * 3600
 
     async def asks(entry_expires: float, signed_at: float) -> bool:
@@ -351,7 +333,7 @@ async def test_remembered_approval_expires(
         async with httpx2.AsyncClient(
             timeout=10, cookies={"mcp_consent": keyring.signer("mcp_consent").dumps(entries)}
         ) as browser:
-            step = await open_consent(browser, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
+            step = await open_consent(browser, authorize_request(server.url, client_id, CLIENT_REDIRECT))
         assert step.status_code == 200 or is_github(step, github_url)
         return step.status_code == 200
 
@@ -361,14 +343,14 @@ async def test_remembered_approval_expires(
 
 
 async def test_always_ask_ignores_remembered_approvals_and_remembers_none(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, start_server: StartServer, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, start_server: StartServer, http: httpx2.AsyncClient
 ) -> None:
-    client_id = await register_client(http, shared.url, [CLIENT_REDIRECT])
-    assert "code" in await approve_sign_in(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
-    remembered = await open_consent(http, authorize_request(shared.url, client_id, CLIENT_REDIRECT))
+    client_id = await register_client(http, server.url, [CLIENT_REDIRECT])
+    assert "code" in await approve_sign_in(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
+    remembered = await open_consent(http, authorize_request(server.url, client_id, CLIENT_REDIRECT))
     assert is_github(remembered, github_url)  # without the setting, this browser is not asked again
     # The operator turns MCP_CONSENT_ALWAYS_ASK on (same store and key, so the same client and cookie).
-    strict = start_server(data_dir=shared.data_dir, env={"MCP_CONSENT_ALWAYS_ASK": "true"})
+    strict = start_server(data_dir=server.data_dir, env={"MCP_CONSENT_ALWAYS_ASK": "true"})
 
     page = await open_consent(http, authorize_request(strict.url, client_id, CLIENT_REDIRECT))
 
@@ -413,14 +395,14 @@ async def test_cookies_over_https_are_host_prefixed_secure_httponly_lax(
 
 
 async def test_consent_error_and_signed_in_pages_share_one_branded_template(
-    github: FakeGitHub, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
     app_link = "cursor://anysphere.cursor-mcp/oauth/callback"  # no web page to land on: ours says "signed in"
-    client_id = await register_client(http, shared.url, [app_link], "Cursor")
-    consent = await open_consent(http, authorize_request(shared.url, client_id, app_link, state="s1"))
+    client_id = await register_client(http, server.url, [app_link], "Cursor")
+    consent = await open_consent(http, authorize_request(server.url, client_id, app_link, state="s1"))
     to_github = await submit_consent(http, consent, "approve")
     signed_in = await through_github(http, to_github.headers["location"])
-    error = await http.get(f"{shared.url}/consent?request=expired-or-made-up")
+    error = await http.get(f"{server.url}/consent?request=expired-or-made-up")
 
     assert (consent.status_code, signed_in.status_code, error.status_code) == (200, 200, 400)
     assert "you can close this tab" in signed_in.text
@@ -433,23 +415,23 @@ async def test_consent_error_and_signed_in_pages_share_one_branded_template(
 
 
 async def test_remembered_approvals_stay_in_a_small_cookie_and_forget_the_oldest(
-    github: FakeGitHub, github_url: str, shared: ServerProcess, http: httpx2.AsyncClient
+    github: FakeGitHub, github_url: str, server: ServerProcess, http: httpx2.AsyncClient
 ) -> None:
     """Browsers drop cookies over 4 KiB, and redirect URIs can be long: only digests are kept."""
     requests = []
     for i in range(MAX_REMEMBERED + 1):
         redirect = f"http://127.0.0.1:1/{secrets.token_urlsafe(600)}"  # long, and does not compress
-        client_id = await register_client(http, shared.url, [redirect], f"Client {i}")
+        client_id = await register_client(http, server.url, [redirect], f"Client {i}")
         requests.append((client_id, redirect))
         approved = await submit_consent(
-            http, await open_consent(http, authorize_request(shared.url, client_id, redirect)), "approve"
+            http, await open_consent(http, authorize_request(server.url, client_id, redirect)), "approve"
         )
         assert is_github(approved, github_url)
         (header,) = [h for h in approved.headers.get_list("set-cookie") if h.startswith("mcp_consent=")]
         assert len(header) < 4096
 
     async def asks(client_id: str, redirect: str) -> bool:
-        return (await open_consent(http, authorize_request(shared.url, client_id, redirect))).status_code == 200
+        return (await open_consent(http, authorize_request(server.url, client_id, redirect))).status_code == 200
 
     assert await asks(*requests[0])  # the oldest was forgotten
     assert not await asks(*requests[1])

@@ -11,30 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from mcp.types import CallToolResult, TextContent
 
 from tests.fake_github import FakeGitHub
-from tests.support import ManualClient, McpUser, ServerProcess, mcp_status, refresh_grant, running_server, server_db
+from tests.support import ManualClient, McpUser, ServerProcess, mcp_status, refresh_grant, server_db
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def module_server(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """One server for the whole module: each test's McpUser registers its own client."""
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("server")) as server:
-        yield server
-
-
-@pytest.fixture
-def server(module_server: ServerProcess, github: FakeGitHub) -> ServerProcess:
-    return module_server
 
 
 def client_id(user: McpUser) -> str:

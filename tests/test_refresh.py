@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx2
 import pytest
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.fake_github import FakeGitHub
 from tests.support import (
     ManualClient,
     ServerProcess,
@@ -25,27 +24,12 @@ from tests.support import (
     bearer_client,
     mcp_status,
     refresh_grant,
-    running_server,
     server_db,
     sign_in_tokens,
     tool_call_request,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def module_server(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """One server for the tests that need no special settings: each test registers its own client."""
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("server")) as server:
-        yield server
-
-
-@pytest.fixture
-def server(module_server: ServerProcess, github: FakeGitHub) -> ServerProcess:
-    return module_server
 
 
 StartServer = Callable[..., ServerProcess]

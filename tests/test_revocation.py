@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -28,25 +27,10 @@ from tests.support import (
     mcp_status,
     refresh_grant,
     revoke_request,
-    running_server,
     sign_in_tokens,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def module_server(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """One server for the tests that need no special settings: each test registers its own client."""
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("server")) as server:
-        yield server
-
-
-@pytest.fixture
-def server(module_server: ServerProcess, github: FakeGitHub) -> ServerProcess:
-    return module_server
 
 
 @pytest.mark.parametrize("which", ["access", "refresh"])

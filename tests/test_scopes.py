@@ -5,7 +5,7 @@ least-privilege GitHub scopes, and the scope vocabulary in both metadata documen
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx2
 import pytest
@@ -16,7 +16,6 @@ from tests.support import (
     McpUser,
     ServerProcess,
     bearer_client,
-    running_server,
     sign_in_tokens,
     tool_call_request,
 )
@@ -25,20 +24,6 @@ pytestmark = pytest.mark.anyio
 
 StartServer = Callable[..., ServerProcess]
 ALL_SCOPES = ["user", "repo:read", "repo:write"]
-
-
-@pytest.fixture(scope="module")
-def module_server(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """One server for the tests that need no special settings: each test registers its own client."""
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("server")) as server:
-        yield server
-
-
-@pytest.fixture
-def server(module_server: ServerProcess, github: FakeGitHub) -> ServerProcess:
-    return module_server
 
 
 def challenge(response: httpx2.Response) -> dict[str, str]:
