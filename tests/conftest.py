@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,23 @@ def start_server(github: FakeGitHub, github_url: str, tmp_path: Path) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def module_server(
+def start_module_server(
     fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """One default server per test module: starting one takes a second, and tests register their own clients."""
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("server")) as server:
-        yield server
+) -> Iterator[StartServer]:
+    """Start servers shared by a module's tests (stopped when the module ends): each test registers its own clients."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**kwargs: Any) -> ServerProcess:
+            data_dir = tmp_path_factory.mktemp("server")
+            return stack.enter_context(running_server(fake_github_session[1], data_dir, **kwargs))
+
+        yield start
+
+
+@pytest.fixture(scope="module")
+def module_server(start_module_server: StartServer) -> ServerProcess:
+    """One default server per test module: starting one takes a second."""
+    return start_module_server()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from tests.support import (
     open_consent,
     query,
     register_client,
-    running_server,
     submit_consent,
     table_rows,
 )
@@ -131,12 +129,8 @@ async def test_pending_authorizations_are_capped(
 
 
 @pytest.fixture(scope="module")
-def sweeping_server(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    env = {"MCP_SWEEP_INTERVAL_SECONDS": "1"}
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("sweep"), env=env) as server:
-        yield server
+def sweeping_server(start_module_server: StartServer) -> ServerProcess:
+    return start_module_server(env={"MCP_SWEEP_INTERVAL_SECONDS": "1"})
 
 
 def client_ids(server: ServerProcess) -> set[str]:

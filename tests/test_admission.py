@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from html import unescape
 
 import httpx2
 import pytest
 
+from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
     CLIENT_REDIRECT,
@@ -24,7 +24,6 @@ from tests.support import (
     open_consent,
     query,
     register_client,
-    running_server,
     submit_consent,
     table_rows,
     through_github,
@@ -36,21 +35,14 @@ BOB = "github:2002"
 
 
 @pytest.fixture(scope="module")
-def users_server(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    env = {"MCP_ALLOWED_GITHUB_USERS": " ALICE , carol "}  # case and spaces as people type them
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("users"), env=env) as server:
-        yield server
+def users_server(start_module_server: StartServer) -> ServerProcess:
+    # Case and spaces as people type them.
+    return start_module_server(env={"MCP_ALLOWED_GITHUB_USERS": " ALICE , carol "})
 
 
 @pytest.fixture(scope="module")
-def orgs_server(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    env = {"MCP_ALLOWED_GITHUB_ORGS": "acme"}
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("orgs"), env=env) as server:
-        yield server
+def orgs_server(start_module_server: StartServer) -> ServerProcess:
+    return start_module_server(env={"MCP_ALLOWED_GITHUB_ORGS": "acme"})
 
 
 async def signs_in(http: httpx2.AsyncClient, server: ServerProcess) -> None:

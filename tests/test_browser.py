@@ -30,7 +30,6 @@ from tests.support import (
     exchange_code,
     query,
     register_client,
-    running_server,
 )
 
 pytestmark = pytest.mark.anyio
@@ -71,11 +70,8 @@ def chromium_present() -> None:
 
 
 @pytest.fixture(scope="module")
-def mcp_server(
-    fake_github_session: tuple[FakeGitHub, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    with running_server(fake_github_session[1], tmp_path_factory.mktemp("browser")) as server:
-        yield server
+def mcp_server(module_server: ServerProcess) -> ServerProcess:
+    return module_server
 
 
 @dataclass
