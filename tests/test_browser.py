@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,20 +48,9 @@ ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 15_000
 
 
-def wait_for_chromium(seconds: float = 120) -> bool:
-    """Chromium may still be being installed (its log ends with `chromium-done`): wait, bounded."""
-    log = Path("/tmp/chromium-install.log")  # noqa: S108 (where the install writes its log)
-    deadline = time.monotonic() + seconds
-    while not CHROMIUM.exists() and time.monotonic() < deadline:
-        if not log.exists() or "chromium-done" in log.read_text(errors="replace"):
-            break  # no install under way, or it finished without the binary
-        time.sleep(0.5)
-    return CHROMIUM.exists()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def chromium_present() -> None:
-    if not wait_for_chromium():
+    if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing (install Debian's chromium package; never `playwright install`)"
         if os.environ.get("CI"):
             pytest.fail(message)
