@@ -63,10 +63,11 @@ async def test_database_holds_no_plaintext_secret(start_server: StartServer, git
         assert secret.encode() not in blob
 
 
-async def test_generated_secret_key_is_private(start_server: StartServer, tmp_path: Path) -> None:
+async def test_generated_secret_key_and_database_are_private(start_server: StartServer, tmp_path: Path) -> None:
     server = start_server(env={"MCP_SECRET_KEY": ""})
     key_file = server.data_dir / "secret_key"
     assert key_file.exists()
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    for private in (key_file, *server.data_dir.glob("mcp.sqlite3*")):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
     assert "MCP_SECRET_KEY is not set" in server.log()
     assert key_file.read_text() not in server.log()
