@@ -348,15 +348,12 @@ class GitHubOAuthProvider(
             await self.storage.add_token(
                 token_hash(token), TokenRow(kind, family.family_id, family.generation, expires)
             )
-        return self._answer(access, refresh, access_expires, family.scopes, now)
-
-    def _answer(self, access: str, refresh: str, expires_at: float, scopes: list[str], now: float) -> OAuthToken:
         return OAuthToken(
             access_token=access,
             token_type="Bearer",  # noqa: S106 (a token type, not a secret)
-            expires_in=max(1, int(expires_at - now)),
+            expires_in=self.settings.access_token_seconds,
             refresh_token=refresh,
-            scope=" ".join(scopes),
+            scope=" ".join(family.scopes),
         )
 
     async def load_access_token(self, token: str) -> GitHubAccessToken | None:
