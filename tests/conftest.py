@@ -93,9 +93,8 @@ async def http() -> AsyncIterator[httpx2.AsyncClient]:
 
 @pytest.fixture
 async def user(server: ServerProcess) -> AsyncIterator[McpUser]:
-    mcp_user = McpUser(server)
-    yield mcp_user
-    await mcp_user.aclose()
+    async with McpUser(server) as mcp_user:
+        yield mcp_user
 
 
 @pytest.fixture

@@ -240,6 +240,12 @@ class McpUser:
     async def aclose(self) -> None:
         await self.browser.aclose()
 
+    async def __aenter__(self) -> McpUser:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
 
 class AuthorizationRefused(Exception):
     pass

@@ -17,13 +17,10 @@ async def test_sign_in_and_get_profile_on_both_transports(
     start_server: StartServer, github: FakeGitHub, transport: Transport
 ) -> None:
     server = start_server(transport=transport)
-    user = McpUser(server)
-    try:
+    async with McpUser(server) as user:
         async with user.connect() as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
             result = await client.call_tool("get_user_profile", {})
-    finally:
-        await user.aclose()
     assert {"get_user_profile", "list_my_repositories", "star_repository"} <= tools
     assert result.is_error is False
     assert result.structured_content is not None
@@ -37,19 +34,13 @@ async def test_two_users_of_one_client_each_see_their_own_profile(
 ) -> None:
     """The tutorial bug: looking up 'any GitHub token of this client' shows users each other's accounts."""
     server = start_server()
-    alice = McpUser(server)
-    try:
+    async with McpUser(server) as alice:
         first = await alice.call("get_user_profile")
         assert alice.storage.client_info is not None
         github.sign_in("bob")
-        bob = McpUser(server, MemoryTokens(alice.storage.client_info))  # the same registered client
-        try:
+        async with McpUser(server, MemoryTokens(alice.storage.client_info)) as bob:  # the same registered client
             second = await bob.call("get_user_profile")
             again = await alice.call("get_user_profile")
-        finally:
-            await bob.aclose()
-    finally:
-        await alice.aclose()
     assert bob.storage.client_info is not None
     assert bob.storage.client_info.client_id == alice.storage.client_info.client_id
     assert first.structured_content["login"] == "alice"
@@ -59,11 +50,8 @@ async def test_two_users_of_one_client_each_see_their_own_profile(
 
 async def test_issued_tokens_are_the_servers_own(start_server: StartServer, github: FakeGitHub) -> None:
     server = start_server()
-    user = McpUser(server)
-    try:
+    async with McpUser(server) as user:
         await user.call("get_user_profile")
-    finally:
-        await user.aclose()
     tokens = user.storage.tokens
     assert tokens is not None and tokens.refresh_token is not None
     github_tokens = set(github.live_tokens_for("alice"))
@@ -75,16 +63,13 @@ async def test_issued_tokens_are_the_servers_own(start_server: StartServer, gith
 
 async def test_github_unreachable_is_a_clear_tool_error(start_server: StartServer, github: FakeGitHub) -> None:
     server = start_server()
-    user = McpUser(server)
-    try:
+    async with McpUser(server) as user:
         await user.call("get_user_profile")
         # Point the running server's GitHub at a closed port by stopping and restarting it elsewhere.
         server.stop()
         server.env["MCP_GITHUB_API_URL"] = "http://127.0.0.1:9"
         server.start()
         result = await user.call("get_user_profile")
-    finally:
-        await user.aclose()
     assert result.is_error is True
     text = result.content[0].text
     assert "GitHub is unreachable" in text

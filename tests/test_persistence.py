@@ -16,15 +16,12 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_restart_keeps_tokens_and_clients(server: ServerProcess, github: FakeGitHub) -> None:
-    user = McpUser(server)
-    try:
+    async with McpUser(server) as user:
         await user.call("get_user_profile")
         sign_ins = github.count("/login/oauth/authorize")
         server.stop()
         server.start()
         result = await user.call("get_user_profile")  # same tokens, same registered client
-    finally:
-        await user.aclose()
     assert result.structured_content is not None and result.structured_content["login"] == "alice"
     assert github.count("/login/oauth/authorize") == sign_ins, "no new sign-in was needed"
     assert user.storage.client_info is not None
@@ -46,11 +43,8 @@ def stored_bytes(data_dir: Path) -> bytes:
 
 async def test_database_holds_no_plaintext_secret(start_server: StartServer, github: FakeGitHub) -> None:
     server = start_server()
-    user = McpUser(server)
-    try:
+    async with McpUser(server) as user:
         await user.call("get_user_profile")
-    finally:
-        await user.aclose()
     async with httpx2.AsyncClient() as http:  # a confidential client too, for its client secret
         registered = await http.post(f"{server.url}/register", json={"redirect_uris": ["https://app.example.com/cb"]})
     client_secret = registered.json()["client_secret"]

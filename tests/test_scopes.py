@@ -90,8 +90,7 @@ async def test_the_sdk_client_steps_up_to_the_scope_a_tool_needs(
     start_server: StartServer, github: FakeGitHub, transport: str
 ) -> None:
     server = start_server(transport=transport)
-    user = McpUser(server)
-    try:
+    async with McpUser(server) as user:
         assert not (await user.call("get_user_profile")).is_error
         assert user.storage.tokens is not None and user.storage.tokens.scope == "user"
         assert len(github.authorize_requests) == 1
@@ -106,8 +105,6 @@ async def test_the_sdk_client_steps_up_to_the_scope_a_tool_needs(
         assert set(user.storage.tokens.scope.split()) == {"user", "repo:read"}
         assert len(github.authorize_requests) == 2  # the step-up went through GitHub once more
         assert not (await user.call("get_user_profile")).is_error
-    finally:
-        await user.aclose()
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,8 @@ async def callback_url_for(client: ManualClient, browser: Browser) -> str:
 
 
 async def test_github_token_is_never_accepted_as_bearer(server: ServerProcess, github: FakeGitHub) -> None:
-    user = McpUser(server)
-    try:
+    async with McpUser(server) as user:
         await user.call("get_user_profile")
-    finally:
-        await user.aclose()
     assert user.storage.tokens is not None
     [github_token] = github.live_tokens_for("alice")
     assert await mcp_status(server, user.storage.tokens.access_token) == 200
@@ -178,12 +175,9 @@ async def test_sse_resource_is_the_sse_endpoint(start_server: StartServer) -> No
 
 
 async def test_no_secret_reaches_the_log(server: ServerProcess, github: FakeGitHub) -> None:
-    user = McpUser(server)
-    try:
+    async with McpUser(server) as user:
         await user.call("get_user_profile")
         await user.call("list_my_repositories")
-    finally:
-        await user.aclose()
     assert user.storage.tokens is not None and user.storage.tokens.refresh_token
     visited = " ".join(user.browser.visited)
     secrets = [
