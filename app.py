@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx2
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import MCPServer
@@ -26,7 +25,7 @@ from ratelimit import RateLimit
 from routes import server_routes
 from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge
 from settings import Settings
-from storage import Storage, open_storage
+from storage import open_storage
 from tools import register_tools
 
 logger = logging.getLogger("mcp_server")
@@ -78,7 +77,7 @@ def build_app(settings: Settings) -> Starlette:
     # Ours first: they replace the SDK's /revoke and metadata routes of the same paths.
     app.router.routes[0:0] = server_routes(settings, provider, BrowserCookies(settings, keyring), auth, list(SCOPES))
     app.state.provider = provider  # for benchmarks and in-process tests
-    app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider, storage, http)
+    app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider)
     app.add_middleware(RequestLog)
     app.add_middleware(RateLimit, limit=settings.rate_limit, trusted_proxies=settings.trusted_proxies)
     return app
@@ -95,9 +94,7 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
 
 
-def _lifespan(
-    inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider, storage: Storage, http: httpx2.AsyncClient
-) -> Lifespan:
+def _lifespan(inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider) -> Lifespan:
     """The SDK's lifespan, plus the periodic sweep and closing what `build_app` opened."""
 
     @contextlib.asynccontextmanager
@@ -108,8 +105,8 @@ def _lifespan(
                 yield
         finally:
             sweeper.cancel()
-            await http.aclose()
-            await storage.close()
+            await provider.github.http.aclose()
+            await provider.storage.close()
 
     return lifespan
 

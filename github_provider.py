@@ -216,9 +216,8 @@ class GitHubOAuthProvider(
                 dead=False,
             )
         )
-        old_token = self.keyring.decrypt(replaced) if replaced is not None else None
-        if old_token:
-            await self._revoke_upstream(old_token, keep=tokens.access_token)
+        if replaced is not None:
+            await self._revoke_upstream(replaced, keep=tokens.access_token)
         await self.storage.record_consent(
             subject, pending.client_id, pending.redirect_uri, " ".join(pending.scopes), now
         )
@@ -261,9 +260,7 @@ class GitHubOAuthProvider(
             return None
         record, used = found
         if used:
-            # RFC 6749 §4.1.2: a replayed code revokes every token issued from it.
-            for family in await self.storage.families_from_code(code_hash):
-                await self._revoke_family(family)
+            await self._revoke_code(code_hash)
             return None
         code = GitHubAuthorizationCode.model_validate(record | {"code": authorization_code})
         return code if code.client_id == client.client_id else None
@@ -274,9 +271,7 @@ class GitHubOAuthProvider(
         code_hash = token_hash(authorization_code.code)
         now = time.time()
         if not await self.storage.use_code(code_hash, now):  # RFC 9700 §2.1.1: single-use code
-            # RFC 6749 §4.1.2: a replay that lost the race to the first use still revokes what it got.
-            for family in await self.storage.families_from_code(code_hash):
-                await self._revoke_family(family)
+            await self._revoke_code(code_hash)  # a replay that lost the race to the first use
             raise TokenError("invalid_grant", "authorization code was already used")
         family = Family(
             family_id=new_id(),
@@ -383,18 +378,23 @@ class GitHubOAuthProvider(
         if record is not None and record.family.client_id == client_id:
             await self._revoke_family(record.family)
 
+    async def _revoke_code(self, code_hash: str) -> None:
+        # RFC 6749 §4.1.2: a replayed code revokes every token issued from it.
+        for family in await self.storage.families_from_code(code_hash):
+            await self._revoke_family(family)
+
     async def _revoke_family(self, family: Family) -> None:
         await self.storage.revoke_family(family.family_id)
         if await self.storage.live_family_count(family.grant_id) == 0:
             grant = await self.storage.get_grant(family.grant_id)
             if grant is not None:
                 await self.storage.delete_grant(grant.grant_id)
-                token = self.keyring.decrypt(grant.token_enc)
-                if token:
-                    await self._revoke_upstream(token)
+                await self._revoke_upstream(grant.token_enc)
 
-    async def _revoke_upstream(self, token: str, keep: str | None = None) -> None:
-        if token == keep:
+    async def _revoke_upstream(self, token_enc: str, keep: str | None = None) -> None:
+        """Revoke a stored (encrypted) GitHub token at GitHub, unless it is `keep`. Best effort."""
+        token = self.keyring.decrypt(token_enc)
+        if not token or token == keep:
             return
         if not await self.github.revoke(token):
             logger.warning("Could not revoke a GitHub token at GitHub (it stays valid there until it expires)")
@@ -443,9 +443,7 @@ class GitHubOAuthProvider(
             time.time(), self.settings.unused_client_seconds, self.settings.idle_client_seconds
         )
         for token_enc in swept.released_tokens_enc:
-            token = self.keyring.decrypt(token_enc)
-            if token:
-                await self._revoke_upstream(token)
+            await self._revoke_upstream(token_enc)
         return swept.counts
 
     async def grant_revoked(self, grant_id: str) -> None:
