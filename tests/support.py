@@ -165,6 +165,12 @@ class Browser:
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    async def __aenter__(self) -> Browser:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
 
 class BrowserStopped(Exception):
     """The browser reached a page that is neither a redirect nor the consent form."""
@@ -286,15 +292,10 @@ class ManualClient:
         } | extra
         return f"{self.server.url}/authorize?{urlencode(params)}"
 
-    async def sign_in(self, *, browser: Browser | None = None, **extra: str) -> dict[str, str]:
+    async def sign_in(self, **extra: str) -> dict[str, str]:
         """Run the browser leg; returns the query the client's redirect URI received."""
-        own = browser is None
-        browser = browser or Browser()
-        try:
+        async with Browser() as browser:
             return query(await browser.run(self.authorize_url(**extra), stop_at=self.redirect_uri))
-        finally:
-            if own:
-                await browser.aclose()
 
     async def token(self, **form: str) -> httpx2.Response:
         async with httpx2.AsyncClient(timeout=10) as http:

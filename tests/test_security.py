@@ -60,8 +60,7 @@ async def test_client_state_is_never_forwarded_to_github(server: ServerProcess, 
 
 async def test_github_state_is_single_use(server: ServerProcess, github: FakeGitHub) -> None:
     client = await ManualClient.register(server)
-    browser = Browser()
-    try:
+    async with Browser() as browser:
         callback = await callback_url_for(client, browser)
         cookies = dict(browser.http.cookies.items())
         first = await browser.http.get(callback)
@@ -70,16 +69,13 @@ async def test_github_state_is_single_use(server: ServerProcess, github: FakeGit
         for name, value in cookies.items():
             browser.http.cookies.set(name, value)
         replay = await browser.http.get(callback)
-    finally:
-        await browser.aclose()
     assert replay.status_code == 400
     assert "location" not in replay.headers
 
 
 async def test_forged_callbacks_are_refused_without_redirect(server: ServerProcess, github: FakeGitHub) -> None:
     client = await ManualClient.register(server)
-    browser = Browser()
-    try:
+    async with Browser() as browser:
         real = await callback_url_for(client, browser)
         forged = [
             f"{server.url}/github/callback",
@@ -93,8 +89,6 @@ async def test_forged_callbacks_are_refused_without_redirect(server: ServerProce
             responses.append(await other_browser.get(real))
         # ...and the real flow still completes in the right browser afterwards.
         completed = await browser.http.get(real)
-    finally:
-        await browser.aclose()
     for response in responses:
         assert response.status_code == 400
         assert "location" not in response.headers
@@ -103,14 +97,11 @@ async def test_forged_callbacks_are_refused_without_redirect(server: ServerProce
 
 async def test_expired_state_is_refused(server: ServerProcess, github: FakeGitHub) -> None:
     client = await ManualClient.register(server)
-    browser = Browser()
-    try:
+    async with Browser() as browser:
         callback = await callback_url_for(client, browser)
         with sqlite3.connect(server.data_dir / "mcp.sqlite3") as db:
             db.execute("UPDATE pending SET expires_at = 0")
         response = await browser.http.get(callback)
-    finally:
-        await browser.aclose()
     assert response.status_code == 400
     assert "location" not in response.headers
 
@@ -127,8 +118,7 @@ async def test_denial_at_github_reaches_client_as_access_denied(server: ServerPr
 async def test_failed_github_code_exchange_gives_no_code(server: ServerProcess, github: FakeGitHub) -> None:
     """GitHub reports a bad code with HTTP 200 and {"error": ...}: that must count as failure."""
     client = await ManualClient.register(server)
-    browser = Browser()
-    try:
+    async with Browser() as browser:
         callback = await callback_url_for(client, browser)
         github_code = query(callback)["code"]
         # Someone presents GitHub's single-use code first (without the PKCE verifier): that burns it.
@@ -140,8 +130,6 @@ async def test_failed_github_code_exchange_gives_no_code(server: ServerProcess, 
             )
         assert burnt.status_code == 200 and burnt.json()["error"] == "bad_verification_code"
         response = await browser.http.get(callback)
-    finally:
-        await browser.aclose()
     assert response.status_code == 302
     redirect = query(response.headers["location"])
     assert redirect["error"] == "server_error"
