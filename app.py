@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,8 +25,9 @@ from github_provider import GitHubOAuthProvider
 from ratelimit import RateLimit
 from routes import server_routes
 from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge
-from settings import Settings
-from storage import open_storage
+from settings import ConfigError, Settings
+from storage import StorageURLError, open_storage
+from storage.sqlite import sqlite_path
 from tools import register_tools
 
 logger = logging.getLogger("mcp_server")
@@ -33,22 +35,54 @@ logger = logging.getLogger("mcp_server")
 MCP_PATHS = {"/mcp", "/sse", "/messages"}
 
 
-def build_app(settings: Settings) -> Starlette:
-    storage = open_storage(settings.sqlite_path)
-    keyring = Keyring(
-        load_or_create_secret_key(
-            settings.secret_key.get_secret_value() if settings.secret_key else None, settings.sqlite_path.parent
-        )
-    )
-    http = new_http_client()
+def build_provider(settings: Settings) -> GitHubOAuthProvider:
+    """The provider with its store, keys and GitHub client; raises ConfigError for bad settings."""
+    try:
+        storage = open_storage(settings.storage_url)
+    except StorageURLError as exc:
+        raise ConfigError(str(exc)) from None
     github = GitHubClient(
-        http,
+        new_http_client(),
         settings.github_url,
         settings.github_api_url,
         settings.github_client_id,
         settings.github_client_secret.get_secret_value(),
     )
-    provider = GitHubOAuthProvider(settings, storage, keyring, github)
+    return GitHubOAuthProvider(settings, storage, Keyring(key_ring(settings)), github)
+
+
+def key_ring(settings: Settings) -> list[str]:
+    configured = settings.secret_key.get_secret_value() if settings.secret_key is not None else None
+    path = sqlite_path(settings.storage_url)
+    if configured is None and path is None:
+        # A key generated per host would differ between replicas sharing the store.
+        raise ConfigError("MCP_SECRET_KEY must be set when MCP_STORAGE_URL is not SQLite: every replica needs it.")
+    return load_or_create_secret_key(configured, path.parent if path else Path("."))
+
+
+async def check_startup(settings: Settings) -> None:
+    """Before serving: the key ring must read the store, and allow-lists apply to existing sign-ins."""
+    provider = build_provider(settings)
+    try:
+        checks = provider.keyring.check_values()
+        stored = await provider.storage.key_check()
+        if stored is not None and stored not in checks:
+            raise ConfigError(
+                "MCP_SECRET_KEY cannot read the stored data (it is not the key it was written with): "
+                "restore the old key, or put the new key first and the old one after it, comma-separated."
+            )
+        if stored != checks[0]:
+            await provider.storage.set_key_check(checks[0])
+        ended = await provider.enforce_admission()
+        if ended:
+            logger.info("Ended %d sign-ins that the allow-lists no longer admit", ended)
+    finally:
+        await provider.github.http.aclose()
+        await provider.storage.close()
+
+
+def build_app(settings: Settings) -> Starlette:
+    provider = build_provider(settings)
     auth = AuthSettings.model_validate(
         {
             "issuer_url": settings.server_url,  # validated from a string: no trailing slash is added
@@ -75,11 +109,18 @@ def build_app(settings: Settings) -> Starlette:
         if isinstance(route, (Route, Mount)) and route.path in MCP_PATHS:
             route.app = BearerChallenge(route.app, challenge)
     # Ours first: they replace the SDK's /revoke and metadata routes of the same paths.
-    app.router.routes[0:0] = server_routes(settings, provider, BrowserCookies(settings, keyring), auth, list(SCOPES))
+    app.router.routes[0:0] = server_routes(
+        settings, provider, BrowserCookies(settings, provider.keyring), auth, list(SCOPES)
+    )
     app.state.provider = provider  # for benchmarks and in-process tests
     app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider)
     app.add_middleware(RequestLog)
-    app.add_middleware(RateLimit, limit=settings.rate_limit, trusted_proxies=settings.trusted_proxies)
+    app.add_middleware(
+        RateLimit,
+        limit=settings.rate_limit,
+        registration_limit=settings.registration_rate_limit,
+        trusted_proxies=settings.trusted_proxies,
+    )
     return app
 
 

@@ -16,7 +16,8 @@ from starlette.responses import RedirectResponse, Response
 
 import pages
 from crypto import Keyring, new_secret, token_hash
-from github_provider import LOOPBACK_HOSTS, GitHubOAuthProvider, PendingAuthorization
+from github_provider import GitHubOAuthProvider, PendingAuthorization
+from registration import LOOPBACK_HOSTS
 from scopes import SCOPES
 from settings import Settings
 

@@ -110,11 +110,19 @@ class GitHubClient:
         await self._send("PUT" if star else "DELETE", f"{self.api_url}/user/starred/{owner}/{repo}", token=token)
 
     async def revoke(self, token: str) -> bool:
-        """Delete the token at GitHub (the user's grant to this app). Best effort: False on failure."""
+        """Delete this one token at GitHub. Best effort: False on failure."""
+        return await self._app_delete("token", token)
+
+    async def revoke_grant(self, token: str) -> bool:
+        """Delete the user's whole authorization of this app (every token it holds), so that GitHub
+        asks for consent again at the next sign-in. Best effort: False on failure."""
+        return await self._app_delete("grant", token)
+
+    async def _app_delete(self, what: str, token: str) -> bool:
         try:
             response = await self.http.request(
                 "DELETE",
-                f"{self.api_url}/applications/{self.client_id}/token",
+                f"{self.api_url}/applications/{self.client_id}/{what}",
                 auth=(self.client_id, self._client_secret),
                 json={"access_token": token},
                 headers={"Accept": "application/vnd.github+json"},

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from mcp.server.auth.provider import (
     AccessToken,
@@ -21,7 +21,6 @@ from mcp.server.auth.provider import (
     AuthorizeError,
     OAuthAuthorizationServerProvider,
     RefreshToken,
-    RegistrationError,
     TokenError,
     construct_redirect_uri,
 )
@@ -30,13 +29,18 @@ from pydantic import AnyUrl, BaseModel
 
 from crypto import Keyring, new_secret, s256, token_hash
 from github_api import GitHubClient, GitHubError, GitHubOAuthError
+from ratelimit import client_origin
+from registration import trim_registration
 from scopes import DEFAULT_SCOPES, SCOPES, github_scopes
 from settings import Settings
-from storage import Family, Grant, Storage, TokenRecord, TokenRow, new_id
+from storage import Family, Grant, PendingLimits, Released, Storage, TokenRecord, TokenRow, new_id
 
 logger = logging.getLogger(__name__)
 
-MAX_CLIENT_NAME = 100
+MAX_STATE = 500
+PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # RFC 7636 §4.2: BASE64URL(SHA256(verifier)), unpadded
+REFRESH_LEASE_SECONDS = 30.0  # longer than a GitHub call may take (github_api.TIMEOUT)
+REFRESH_WAIT_SECONDS = 35.0
 
 
 class GitHubAccessToken(AccessToken):
@@ -64,9 +68,11 @@ class PendingAuthorization(BaseModel):
     scopes: list[str]
     resource: str
     client_state: str | None
+    issuer: str
 
     def redirect(self, **params: str | None) -> str:
-        return construct_redirect_uri(self.redirect_uri, state=self.client_state, **params)
+        # RFC 9207: `iss` on every authorization response, errors included, against mix-up attacks.
+        return construct_redirect_uri(self.redirect_uri, state=self.client_state, iss=self.issuer, **params)
 
 
 class ReconnectRequired(Exception):
@@ -91,7 +97,9 @@ class GitHubOAuthProvider(
         self.storage = storage
         self.keyring = keyring
         self.github = github
-        self._refresh_locks: dict[str, asyncio.Lock] = {}
+        self.pending_limits = PendingLimits(
+            settings.max_pending_per_client, settings.max_pending_per_client, settings.max_pending_authorizations
+        )
 
     # Clients (RFC 7591)
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
@@ -100,21 +108,16 @@ class GitHubOAuthProvider(
             return None
         client = OAuthClientInformationFull.model_validate_json(info_json)
         if client.client_secret:
-            client.client_secret = self.keyring.decrypt(client.client_secret)
+            client.client_secret = self.keyring.decrypt_client_secret(client.client_secret)
         return client
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
-        for uri in client_info.redirect_uris or []:
-            problem = redirect_uri_problem(str(uri), self.settings.allowed_redirect_schemes)
-            if problem:
-                raise RegistrationError("invalid_redirect_uri", problem)
-        if client_info.client_name and len(client_info.client_name) > MAX_CLIENT_NAME:
-            raise RegistrationError("invalid_client_metadata", f"client_name is longer than {MAX_CLIENT_NAME}")
+        trim_registration(client_info, self.settings.allowed_redirect_schemes)
         stored = client_info.model_copy()
         # The registered scope is only a ceiling: the user consents to each request's scopes.
         stored.scope = " ".join(SCOPES)
         if stored.client_secret:
-            stored.client_secret = self.keyring.encrypt(stored.client_secret)
+            stored.client_secret = self.keyring.encrypt_client_secret(stored.client_secret)
         await self.storage.save_client(client_info.client_id, stored.model_dump_json(exclude_none=True), time.time())
 
     # Authorization: the SDK has checked client, redirect_uri, PKCE method and scope ceiling.
@@ -123,26 +126,34 @@ class GitHubOAuthProvider(
         if resource.rstrip("/") != self.settings.resource_url:
             # RFC 8707 §2: tokens are only minted for this server's own resource.
             raise AuthorizeError("invalid_target", "This server only issues tokens for its own MCP endpoint")
+        if params.state is not None and len(params.state) > MAX_STATE:
+            raise AuthorizeError("invalid_request", f"state must be at most {MAX_STATE} characters")
+        if not PKCE_CHALLENGE.match(params.code_challenge):
+            raise AuthorizeError("invalid_request", "code_challenge must be 43 base64url characters (S256)")
         pending = PendingAuthorization(
             client_id=client.client_id,
             client_name=client.client_name or client.client_id,
             redirect_uri=str(params.redirect_uri),
             redirect_uri_provided_explicitly=params.redirect_uri_provided_explicitly,
             code_challenge=params.code_challenge,
-            scopes=params.scopes or DEFAULT_SCOPES,
+            scopes=list(dict.fromkeys(params.scopes or DEFAULT_SCOPES)),
             resource=self.settings.resource_url,
             client_state=params.state,
+            issuer=self.settings.server_url,
         )
         request_id = new_secret()
         now = time.time()
-        stored = await self.storage.add_pending(
+        full = await self.storage.add_pending(
             token_hash(request_id),
             pending.model_dump(),
-            now + self.settings.state_seconds,
-            self.settings.max_pending_authorizations,
-            now,
+            client_id=client.client_id,
+            origin=client_origin.get(),
+            expires_at=now + self.settings.consent_seconds,
+            limits=self.pending_limits,
+            now=now,
         )
-        if not stored:
+        if full is not None:
+            logger.warning("Sign-in refused: too many sign-ins under way (per %s)", full)
             raise AuthorizeError("temporarily_unavailable", "Too many sign-ins in progress; try again shortly")
         return f"{self.settings.server_url}/consent?request={request_id}"
 
@@ -156,9 +167,8 @@ class GitHubOAuthProvider(
         if pending is None:
             return None
         state = new_secret()  # RFC 6749 §10.12: our own unguessable, single-use state
-        now = time.time()
         if not await self.storage.approve_pending(
-            token_hash(request_id), token_hash(state), now + self.settings.state_seconds, now
+            token_hash(request_id), token_hash(state), self.settings.state_seconds, time.time()
         ):
             return None
         url = self.github.authorize_url(
@@ -186,21 +196,31 @@ class GitHubOAuthProvider(
 
     async def complete_login(self, pending: PendingAuthorization, state: str, code: str) -> LoginOutcome:
         """Exchange GitHub's code, admit the user, and mint an MCP code bound to them."""
+        failed = LoginOutcome(pending.redirect(error="server_error", error_description="GitHub sign-in failed"))
         try:
             tokens = await self.github.exchange_code(
                 code, redirect_uri=self.settings.callback_url, code_verifier=self._github_verifier(state)
             )
-            user = await self.github.get_user(tokens.access_token)
         except GitHubError as exc:
             logger.warning("GitHub sign-in failed: %s", exc)
-            return LoginOutcome(pending.redirect(error="server_error", error_description="GitHub sign-in failed"))
-        login = str(user["login"])
-        if not await self._admitted(login, tokens.access_token):
+            return failed
+        try:
+            user = await self.github.get_user(tokens.access_token)
+            github_id, login = user["id"], user["login"]
+            if not isinstance(github_id, int) or isinstance(github_id, bool) or not isinstance(login, str) or not login:
+                raise GitHubError("GitHub's /user answer has no usable id and login")
+        except (GitHubError, KeyError) as exc:
+            # Fail closed: nothing is stored, and the fresh GitHub token is not left behind.
+            logger.warning("GitHub sign-in failed: %s", exc if isinstance(exc, GitHubError) else "malformed /user")
+            await self.github.revoke(tokens.access_token)
+            return failed
+        admitted_via = await self._admission(login, github_id, tokens.access_token)
+        if admitted_via is None:
             await self.github.revoke(tokens.access_token)  # nothing is kept for a refused user
             denied = pending.redirect(error="access_denied", error_description="This GitHub account is not allowed")
             return LoginOutcome(denied, refused_login=login)
 
-        subject = f"github:{user['id']}"
+        subject = f"github:{github_id}"
         now = time.time()
         grant_id, replaced = await self.storage.upsert_grant(
             Grant(
@@ -214,6 +234,7 @@ class GitHubOAuthProvider(
                 refresh_expires_at=tokens.refresh_expires_at,
                 github_scopes=tokens.scopes,
                 dead=False,
+                admitted_via=admitted_via,
             )
         )
         if replaced is not None:
@@ -234,21 +255,61 @@ class GitHubOAuthProvider(
             subject=subject,
             grant_id=grant_id,
         )
-        await self.storage.save_code(token_hash(code), record.model_dump(mode="json"), record.expires_at)
-        # RFC 9207: `iss` lets the client detect a mix-up between authorization servers.
-        return LoginOutcome(pending.redirect(code=code, iss=self.settings.server_url))
+        await self.storage.save_code(token_hash(code), record.model_dump(mode="json"), grant_id, record.expires_at)
+        return LoginOutcome(pending.redirect(code=code))
 
-    async def _admitted(self, login: str, github_token: str) -> bool:
+    # Admission: who may sign in, checked at sign-in, at start and at every refresh.
+    async def _admission(self, login: str, github_id: int, github_token: str) -> str | None:
+        """What admits this GitHub account ("everyone", "user" or "org:<name>"), or None."""
+        users = {u.lower() for u in self.settings.allowed_github_users}
+        orgs = self.settings.allowed_github_orgs
+        if not users and not orgs:
+            return "everyone"
+        if str(github_id) in users:
+            return "user"
+        # A login can be renamed and re-registered by someone else: it admits only the account first admitted.
+        if login.lower() in users and await self.storage.pin_login(login, github_id) == github_id:
+            return "user"
+        for org in orgs:
+            if await self.github.is_org_member(github_token, org):
+                return f"org:{org}"
+        return None
+
+    def _admitted_without_github(self, grant: Grant) -> bool | None:
+        """Whether the allow-lists still admit this grant's user: True, False, or None when only
+        GitHub can tell (org membership)."""
         users = {u.lower() for u in self.settings.allowed_github_users}
         orgs = self.settings.allowed_github_orgs
         if not users and not orgs:
             return True
-        if login.lower() in users:
+        if grant.subject.removeprefix("github:") in users:
             return True
-        for org in orgs:
-            if await self.github.is_org_member(github_token, org):
-                return True
+        if grant.admitted_via == "user" and grant.github_login.lower() in users:
+            return True  # pinned to this account when it was admitted
+        if grant.admitted_via.startswith("org:") and grant.admitted_via.removeprefix("org:") in orgs:
+            return None
         return False
+
+    async def _still_admitted(self, grant: Grant) -> bool:
+        admitted = self._admitted_without_github(grant)
+        if admitted is not None:
+            return admitted
+        try:
+            token = await self._github_token(grant)
+        except ReconnectRequired:
+            return False
+        return any([await self.github.is_org_member(token, org) for org in self.settings.allowed_github_orgs])
+
+    async def enforce_admission(self) -> int:
+        """At start: end every grant whose user the allow-lists no longer admit. Returns how many."""
+        ended = 0
+        for grant in await self.storage.grants():
+            if self._admitted_without_github(grant) is False:
+                logger.info("Allow-lists no longer admit %s: their sign-ins are revoked", grant.github_login)
+                await self.storage.kill_grant(grant.grant_id)
+                await self._revoke_upstream(grant.token_enc)
+                ended += 1
+        return ended
 
     # Token endpoint
     async def load_authorization_code(
@@ -270,9 +331,6 @@ class GitHubOAuthProvider(
     ) -> OAuthToken:
         code_hash = token_hash(authorization_code.code)
         now = time.time()
-        if not await self.storage.use_code(code_hash, now):  # RFC 9700 §2.1.1: single-use code
-            await self._revoke_code(code_hash)  # a replay that lost the race to the first use
-            raise TokenError("invalid_grant", "authorization code was already used")
         family = Family(
             family_id=new_id(),
             grant_id=authorization_code.grant_id,
@@ -284,10 +342,15 @@ class GitHubOAuthProvider(
             generation=0,
             rotated_at=now,
             revoked=False,
+            signed_in_at=now,
         )
-        await self.storage.create_family(family)
+        access, refresh = new_secret(), new_secret()
+        # RFC 9700 §2.1.1: single-use code; using it and creating its family is one atomic step.
+        if not await self.storage.redeem_code(code_hash, family, self._token_rows(family, access, refresh), now):
+            await self._revoke_code(code_hash)  # a replay that lost the race to the first use
+            raise TokenError("invalid_grant", "authorization code was already used or is no longer valid")
         await self.storage.touch_client(client.client_id, now)
-        return await self._issue(family, new_secret(), new_secret(), now)
+        return self._answer(family, access, refresh, now)
 
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
@@ -313,40 +376,72 @@ class GitHubOAuthProvider(
         self, client: OAuthClientInformationFull, refresh_token: GitHubRefreshToken, scopes: list[str]
     ) -> OAuthToken:
         now = time.time()
+        record = await self._current(refresh_token)
+        if now >= record.family.signed_in_at + self.settings.sign_in_max_seconds:
+            await self._revoke_family(record.family)
+            raise TokenError("invalid_grant", "this sign-in has reached its maximum age; sign in again")
+        if not await self._still_admitted(record.grant):
+            await self._end_grant(record.grant)
+            raise TokenError("invalid_grant", "this GitHub account is no longer allowed here")
         access = self.keyring.derive_secret("rotated-access", refresh_token.token)
         refresh = self.keyring.derive_secret("rotated-refresh", refresh_token.token)
         # A refresh may narrow scopes (the SDK refuses widening); the family keeps the narrowed set.
-        if await self.storage.rotate_family(refresh_token.family_id, refresh_token.generation, scopes, now):
+        rotated = record.family
+        rotated.generation, rotated.scopes = refresh_token.generation + 1, scopes
+        rows = self._token_rows(rotated, access, refresh)
+        # RFC 9700 §4.14.2: single-use refresh token; rotation and its new tokens are one atomic step.
+        if await self.storage.rotate_family(refresh_token.family_id, refresh_token.generation, scopes, rows, now):
             await self.storage.touch_client(client.client_id, now)
-            return await self._issue(await self._current_family(refresh_token), access, refresh, now)
-        family = await self._current_family(refresh_token)
+            return self._answer(rotated, access, refresh, now)
+        family = (await self._current(refresh_token)).family
         within_grace = now - family.rotated_at <= self.settings.refresh_grace_seconds
         if family.generation == refresh_token.generation + 1 and within_grace and not family.revoked:
-            # A retry of a refresh whose answer was lost: the same new pair again (stored only once;
-            # storing is idempotent, so a retry racing the winner on another replica is served too).
-            return await self._issue(family, access, refresh, now)
+            # A retry of a refresh whose answer was lost: the same new pair again (storing is
+            # idempotent, so a retry racing the winner on another replica is served too).
+            await self.storage.add_tokens(self._token_rows(family, access, refresh))
+            return self._answer(family, access, refresh, now)
         # RFC 9700 §4.14.2: refresh token reuse revokes the whole family.
         logger.warning("Refresh token reuse detected; revoking token family %s", family.family_id)
         await self._revoke_family(family)
         raise TokenError("invalid_grant", "refresh token was already used")
 
-    async def _current_family(self, refresh_token: GitHubRefreshToken) -> Family:
+    async def _current(self, refresh_token: GitHubRefreshToken) -> TokenRecord:
         record = await self.storage.get_token(token_hash(refresh_token.token))
         if record is None:
             raise TokenError("invalid_grant", "refresh token does not exist")
-        return record.family
+        return record
 
-    async def _issue(self, family: Family, access: str, refresh: str, now: float) -> OAuthToken:
-        access_expires = now + self.settings.access_token_seconds
-        refresh_expires = now + self.settings.refresh_token_seconds
-        for token, kind, expires in ((access, "access", access_expires), (refresh, "refresh", refresh_expires)):
-            await self.storage.add_token(
-                token_hash(token), TokenRow(kind, family.family_id, family.generation, expires)
-            )
+    def _token_rows(self, family: Family, access: str, refresh: str) -> list[tuple[str, TokenRow]]:
+        """The stored form of a token pair: hashes only, never past the sign-in's maximum age."""
+        deadline = family.signed_in_at + self.settings.sign_in_max_seconds
+        now = time.time()
+        return [
+            (
+                token_hash(access),
+                TokenRow(
+                    "access",
+                    family.family_id,
+                    family.generation,
+                    min(deadline, now + self.settings.access_token_seconds),
+                ),
+            ),
+            (
+                token_hash(refresh),
+                TokenRow(
+                    "refresh",
+                    family.family_id,
+                    family.generation,
+                    min(deadline, now + self.settings.refresh_token_seconds),
+                ),
+            ),
+        ]
+
+    def _answer(self, family: Family, access: str, refresh: str, now: float) -> OAuthToken:
+        deadline = family.signed_in_at + self.settings.sign_in_max_seconds
         return OAuthToken(
             access_token=access,
             token_type="Bearer",  # noqa: S106 (a token type, not a secret)
-            expires_in=self.settings.access_token_seconds,
+            expires_in=max(1, int(min(self.settings.access_token_seconds, deadline - now))),
             refresh_token=refresh,
             scope=" ".join(family.scopes),
         )
@@ -380,24 +475,35 @@ class GitHubOAuthProvider(
 
     async def _revoke_code(self, code_hash: str) -> None:
         # RFC 6749 §4.1.2: a replayed code revokes every token issued from it.
-        for family in await self.storage.families_from_code(code_hash):
-            await self._revoke_family(family)
+        for released in await self.storage.revoke_code_families(code_hash, time.time()):
+            await self._release_upstream(released)
 
     async def _revoke_family(self, family: Family) -> None:
-        await self.storage.revoke_family(family.family_id)
-        if await self.storage.live_family_count(family.grant_id) == 0:
-            grant = await self.storage.get_grant(family.grant_id)
-            if grant is not None:
-                await self.storage.delete_grant(grant.grant_id)
-                await self._revoke_upstream(grant.token_enc)
+        released = await self.storage.revoke_family(family.family_id, time.time())
+        if released is not None:
+            await self._release_upstream(released)
+
+    async def _release_upstream(self, released: Released) -> None:
+        """A grant is gone: its GitHub token goes too, and with the user's last grant the whole
+        GitHub authorization, so that GitHub asks for consent again next time."""
+        token = self.keyring.decrypt(released.grant.token_enc)
+        if token is None:
+            return
+        done = await (self.github.revoke_grant(token) if released.last_of_subject else self.github.revoke(token))
+        if not done:
+            logger.warning("Could not revoke a GitHub token at GitHub (it stays valid there until it expires)")
 
     async def _revoke_upstream(self, token_enc: str, keep: str | None = None) -> None:
-        """Revoke a stored (encrypted) GitHub token at GitHub, unless it is `keep`. Best effort."""
+        """Revoke one stored (encrypted) GitHub token at GitHub, unless it is `keep`. Best effort."""
         token = self.keyring.decrypt(token_enc)
         if not token or token == keep:
             return
         if not await self.github.revoke(token):
             logger.warning("Could not revoke a GitHub token at GitHub (it stays valid there until it expires)")
+
+    async def _end_grant(self, grant: Grant) -> None:
+        await self.storage.kill_grant(grant.grant_id)
+        await self._revoke_upstream(grant.token_enc)
 
     # GitHub token for tools
     async def github_token(self, access: GitHubAccessToken) -> str:
@@ -405,35 +511,49 @@ class GitHubOAuthProvider(
         grant = await self.storage.get_grant(access.grant_id)
         if grant is None or grant.dead:
             raise ReconnectRequired()
-        if grant.expires_at is not None and grant.expires_at - 60 < time.time():
-            lock = self._refresh_locks.setdefault(grant.grant_id, asyncio.Lock())
-            async with lock:
-                grant = await self._refresh_grant(grant.grant_id)
+        return await self._github_token(grant)
+
+    async def _github_token(self, grant: Grant) -> str:
+        if _expiring(grant):
+            grant = await self._refreshed_grant(grant.grant_id)
         token = self.keyring.decrypt(grant.token_enc)
         if token is None:
             raise ReconnectRequired()
         return token
 
-    async def _refresh_grant(self, grant_id: str) -> Grant:
-        grant = await self.storage.get_grant(grant_id)
-        if grant is None or grant.dead:
-            raise ReconnectRequired()
-        if grant.expires_at is None or grant.expires_at - 60 >= time.time():
-            return grant  # another request refreshed it while we waited
+    async def _refreshed_grant(self, grant_id: str) -> Grant:
+        """GitHub App refresh tokens are single use: one process refreshes (it holds the lease in the
+        store), the others wait for its result, so no two processes spend the same refresh token."""
+        give_up = time.monotonic() + REFRESH_WAIT_SECONDS
+        while True:
+            grant = await self.storage.get_grant(grant_id)
+            if grant is None or grant.dead:
+                raise ReconnectRequired()
+            if not _expiring(grant):
+                return grant  # another request or process refreshed it
+            now = time.time()
+            if await self.storage.lease_grant_refresh(grant_id, grant.refresh_enc, now, now + REFRESH_LEASE_SECONDS):
+                return await self._refresh_leased(grant)
+            if time.monotonic() > give_up:
+                raise GitHubError("GitHub sign-in is being refreshed; try again")
+            await asyncio.sleep(0.1)
+
+    async def _refresh_leased(self, grant: Grant) -> Grant:
         refresh = self.keyring.decrypt(grant.refresh_enc) if grant.refresh_enc else None
         if refresh is None:
-            await self.grant_revoked(grant_id)
+            await self.grant_revoked(grant.grant_id)
             raise ReconnectRequired()
         try:
             tokens = await self.github.refresh(refresh)
         except GitHubOAuthError:
-            await self.grant_revoked(grant_id)
+            await self.grant_revoked(grant.grant_id)
             raise ReconnectRequired() from None
         token_enc = self.keyring.encrypt(tokens.access_token)
         refresh_enc = self.keyring.encrypt(tokens.refresh_token) if tokens.refresh_token else None
-        await self.storage.update_grant_tokens(
-            grant_id, token_enc, refresh_enc, tokens.expires_at, tokens.refresh_expires_at
-        )
+        if not await self.storage.update_grant_tokens(
+            grant.grant_id, grant.refresh_enc, token_enc, refresh_enc, tokens.expires_at, tokens.refresh_expires_at
+        ):
+            return await self._refreshed_grant(grant.grant_id)  # a new sign-in replaced the grant meanwhile
         grant.token_enc, grant.refresh_enc, grant.expires_at = token_enc, refresh_enc, tokens.expires_at
         return grant
 
@@ -442,14 +562,18 @@ class GitHubOAuthProvider(
         swept = await self.storage.sweep(
             time.time(), self.settings.unused_client_seconds, self.settings.idle_client_seconds
         )
-        for token_enc in swept.released_tokens_enc:
-            await self._revoke_upstream(token_enc)
+        for released in swept.released:
+            await self._release_upstream(released)
         return swept.counts
 
     async def grant_revoked(self, grant_id: str) -> None:
         """GitHub no longer honours this grant: every MCP token on it stops working."""
         logger.info("GitHub grant %s is no longer valid; its MCP tokens are revoked", grant_id)
         await self.storage.kill_grant(grant_id)
+
+
+def _expiring(grant: Grant) -> bool:
+    return grant.expires_at is not None and grant.expires_at - 60 < time.time()
 
 
 def _alive(record: TokenRecord, *, any_generation: bool = False) -> bool:
@@ -459,25 +583,3 @@ def _alive(record: TokenRecord, *, any_generation: bool = False) -> bool:
         and (any_generation or record.token.generation == record.family.generation)
         and record.token.expires_at > time.time()
     )
-
-
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
-
-
-def redirect_uri_problem(uri: str, allowed_schemes: list[str]) -> str | None:
-    """Why a client may not register this redirect URI, or None (OAuth 2.1 §7.5, RFC 8252 §7)."""
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if parts.fragment or "#" in uri:
-        return "redirect URIs must not contain a fragment"
-    if "@" in parts.netloc:
-        return "redirect URIs must not contain user information"
-    if scheme == "https":
-        return None if parts.hostname else "https redirect URIs need a host"
-    if scheme == "http":
-        if parts.hostname in LOOPBACK_HOSTS:
-            return None
-        return "http redirect URIs are only allowed on loopback (localhost, 127.0.0.1, [::1])"
-    if scheme in (s.lower() for s in allowed_schemes):
-        return None
-    return f"the {scheme or 'empty'} URI scheme is not allowed for redirect URIs"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
 import uvicorn
 
-from app import build_app
+from app import build_app, check_startup
 from settings import ConfigError, load_settings
 
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(transport=args.transport, host=args.host, port=args.port)
+        asyncio.run(check_startup(settings))
         app = build_app(settings)
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     path = "/mcp" if settings.transport == "streamable-http" else "/sse"
     logging.getLogger("mcp_server").info("MCP endpoint: %s%s", settings.server_url, path)
     # access_log=False: uvicorn would log query strings, which carry OAuth codes and states.
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info")
+    # proxy_headers=False: only MCP_TRUSTED_PROXIES decides whose X-Forwarded-For is believed (ratelimit.py).
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info", proxy_headers=False)
     return 0
 
 

@@ -1,47 +1,82 @@
-"""Per-client-IP rate limits on the endpoints an attacker can call without a token.
+"""Admission of anonymous traffic: per-client-address rate limits and request body bounds.
 
-Counting is done by the `limits` library (moving window, in memory: per process).
+Counting is done by the `limits` library (moving window, in memory: per process). The client's
+address is decided here once per request (`client_origin`), and only `MCP_TRUSTED_PROXIES`
+decides whose `X-Forwarded-For` is believed: uvicorn's own proxy-header handling is off.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import json
 import math
 import time
 
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LIMITED = {
-    ("POST", "/register"),
     ("GET", "/authorize"),
     ("POST", "/authorize"),
+    ("GET", "/consent"),
     ("POST", "/consent"),
     ("POST", "/token"),
+    ("POST", "/revoke"),
     ("GET", "/github/callback"),
 }
+REGISTRATION = ("POST", "/register")
+# Bodies of the form and JSON endpoints anyone may call; multipart is never needed there.
+MAX_BODY = {"/consent": 16 * 1024, "/revoke": 16 * 1024, "/token": 16 * 1024, "/authorize": 16 * 1024}
+MAX_BODY["/register"] = 32 * 1024  # ten 2,000-character redirect URIs and the other fields
+
+# The client address (IPv6 grouped by /64) of the request being served, for per-address caps.
+client_origin: contextvars.ContextVar[str] = contextvars.ContextVar("client_origin", default="unknown")
 
 
 class RateLimit:
-    def __init__(self, app: ASGIApp, limit: str, trusted_proxies: list[str]) -> None:
+    def __init__(self, app: ASGIApp, limit: str, registration_limit: str, trusted_proxies: list[str]) -> None:
         self.app = app
         self.item = parse(limit)
+        self.registration_item = parse(registration_limit)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin = origin_key(self.client_ip(scope))
+        client_origin.set(origin)
         # Starlette answers HEAD wherever it answers GET, running the same handler: count it as GET.
-        method = "GET" if scope.get("method") == "HEAD" else scope.get("method")
-        if scope["type"] == "http" and (method, scope["path"]) in LIMITED:
-            ip = self.client_ip(scope)
-            if not self.limiter.hit(self.item, scope["path"], ip):
-                reset = self.limiter.get_window_stats(self.item, scope["path"], ip).reset_time
-                await _too_many(send, max(1, math.ceil(reset - time.time())))
-                return
-        await self.app(scope, receive, send)
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        item = self._item(method, scope["path"])
+        if item is not None and not self.limiter.hit(item, scope["path"], origin):
+            reset = self.limiter.get_window_stats(item, scope["path"], origin).reset_time
+            await _json_error(
+                send, 429, "rate_limited", "Too many requests; slow down.", max(1, math.ceil(reset - time.time()))
+            )
+            return
+        limit = MAX_BODY.get(scope["path"]) if method == "POST" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        content_type = dict(scope["headers"]).get(b"content-type", b"").lower()
+        if content_type.startswith(b"multipart/"):
+            await _json_error(send, 415, "invalid_request", "Send application/x-www-form-urlencoded or JSON.")
+            return
+        body = await read_at_most(receive, limit)
+        if body is None:
+            await _json_error(send, 413, "invalid_request", f"The request body is larger than {limit} bytes.")
+            return
+        await self.app(scope, replay_body(body, receive), send)
+
+    def _item(self, method: str, path: str) -> RateLimitItem | None:
+        if (method, path) == REGISTRATION:
+            return self.registration_item
+        return self.item if (method, path) in LIMITED else None
 
     def client_ip(self, scope: Scope) -> str:
         """The peer address, or the nearest untrusted hop of X-Forwarded-For when the peer is a trusted proxy."""
@@ -63,17 +98,53 @@ class RateLimit:
         return any(ip in network for network in self.proxies)
 
 
-async def _too_many(send: Send, retry_after: int) -> None:
-    body = json.dumps({"error": "rate_limited", "error_description": "Too many requests; slow down."}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        }
-    )
+def origin_key(address: str) -> str:
+    """One key per client: an IPv4 address, or an IPv6 /64 (one subscriber's usual allocation)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+async def read_at_most(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """Hand the already-read body to the app, then pass through (so disconnects still arrive)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _json_error(send: Send, status: int, error: str, description: str, retry_after: int | None = None) -> None:
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.middleware.client_auth import AuthenticationError, ClientAuthenticator
 from mcp.server.auth.routes import build_metadata, cors_middleware, create_protected_resource_routes
@@ -15,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 import pages
 from consent import BrowserCookies, ConsentPage
-from github_provider import GitHubOAuthProvider
+from github_provider import MAX_STATE, GitHubOAuthProvider
 from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,26 @@ class GitHubCallback:
         return pages.message(self.settings.app_name, "Sign-in could not continue", text, 400)
 
 
+class Authorize:
+    """The SDK's `/authorize`, with `iss` on its error redirects too (RFC 9207), and never an
+    oversized client `state` echoed back."""
+
+    def __init__(self, settings: Settings, provider: GitHubOAuthProvider) -> None:
+        self.issuer = settings.server_url
+        self.sdk = AuthorizationHandler(provider)
+
+    async def handle(self, request: Request) -> Response:
+        response = await self.sdk.handle(request)
+        location = response.headers.get("location")
+        if location is None or location.startswith(f"{self.issuer}/"):
+            return response  # the way to our own consent page, not an answer to the client
+        parts = urlsplit(location)
+        params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "iss"]
+        params = [(k, v) for k, v in params if k != "state" or len(v) <= MAX_STATE]
+        response.headers["location"] = urlunsplit(parts._replace(query=urlencode([*params, ("iss", self.issuer)])))
+        return response
+
+
 class Revocation:
     """RFC 7009 revocation that, unlike the SDK's handler, also serves public clients."""
 
@@ -112,6 +133,7 @@ def metadata_routes(auth: AuthSettings, scopes: list[str], app_name: str) -> lis
         auth.client_registration_options or ClientRegistrationOptions(),
         auth.revocation_options or RevocationOptions(),
     )
+    metadata.authorization_response_iss_parameter_supported = True  # RFC 9207 §3: clients then enforce `iss`
     metadata.token_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS
     metadata.revocation_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS
     assert auth.resource_server_url is not None
@@ -137,6 +159,7 @@ def server_routes(
     callback = GitHubCallback(settings, provider, cookies)
     return [
         *metadata_routes(auth, scopes, settings.app_name),
+        Route("/authorize", Authorize(settings, provider).handle, methods=["GET", "POST"]),
         Route("/consent", consent.show, methods=["GET"]),
         Route("/consent", consent.submit, methods=["POST"]),
         Route("/github/callback", callback.handle, methods=["GET"]),

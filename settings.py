@@ -6,7 +6,7 @@ newcomer never has to read a pydantic traceback.
 
 from __future__ import annotations
 
-from pathlib import Path
+import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -50,14 +50,18 @@ class Settings(BaseSettings):
     access_token_seconds: int = Field(default=HOUR, ge=60)
     refresh_token_seconds: int = Field(default=30 * DAY, ge=HOUR)
     code_seconds: int = Field(default=300, ge=30, le=600)
+    consent_seconds: int = Field(default=300, ge=30, le=3600)
     state_seconds: int = Field(default=600, ge=60, le=3600)
+    sign_in_max_seconds: int = Field(default=90 * DAY, ge=HOUR)
     refresh_grace_seconds: int = Field(default=30, ge=0, le=300)
     unused_client_seconds: int = Field(default=DAY, ge=60)
     idle_client_seconds: int = Field(default=90 * DAY, ge=HOUR)
     max_pending_authorizations: int = Field(default=10_000, ge=10)
+    max_pending_per_client: int = Field(default=20, ge=1)
     sweep_interval_seconds: int = Field(default=300, ge=1)
 
     rate_limit: str = "60/minute"
+    registration_rate_limit: str = "20/hour"
     trusted_proxies: CommaList = []
 
     @field_validator(
@@ -76,7 +80,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "registration_rate_limit")
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:
         from limits import parse
@@ -85,6 +89,13 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError as exc:
             raise ValueError("must look like '60/minute'") from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # a ValueError names the bad entry
         return value
 
     @model_validator(mode="after")
@@ -111,15 +122,6 @@ class Settings(BaseSettings):
     def resource_url(self) -> str:
         """RFC 8707 resource indicator of the MCP endpoint this process serves."""
         return f"{self.server_url}/mcp" if self.transport == "streamable-http" else f"{self.server_url}/sse"
-
-    @property
-    def sqlite_path(self) -> Path:
-        prefix = "sqlite:///"
-        if not self.storage_url.startswith(prefix):
-            raise ConfigError(
-                f"MCP_STORAGE_URL={self.storage_url!r} is not supported: use sqlite:///path/to/file.sqlite3."
-            )
-        return Path(self.storage_url[len(prefix) :])
 
 
 _FIXES = {

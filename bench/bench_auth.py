@@ -48,7 +48,7 @@ async def issue_pair(provider: GitHubOAuthProvider, grant_id: str) -> str:
         subject="github:1",
         grant_id=grant_id,
     )
-    await provider.storage.save_code(token_hash(code), record.model_dump(mode="json"), record.expires_at)
+    await provider.storage.save_code(token_hash(code), record.model_dump(mode="json"), grant_id, record.expires_at)
     loaded = await provider.load_authorization_code(CLIENT, code)
     assert loaded is not None
     return (await provider.exchange_authorization_code(CLIENT, loaded)).access_token

@@ -312,6 +312,7 @@ class FakeGitHub:
         self.authorize_requests: list[dict[str, str]] = []
         self.token_requests: list[dict[str, str]] = []
         self.revocations: list[str] = []
+        self.grant_revocations: list[str] = []  # logins whose whole authorization was deleted
         self._codes: dict[str, _Code] = {}
         self._access: dict[str, _AccessToken] = {}
         self._refresh: dict[str, _RefreshToken] = {}
@@ -331,6 +332,7 @@ class FakeGitHub:
             self.authorize_requests.clear()
             self.token_requests.clear()
             self.revocations.clear()
+            self.grant_revocations.clear()
             self._codes.clear()
             self._access.clear()
             self._refresh.clear()
@@ -489,6 +491,11 @@ class FakeGitHub:
             ),
             Route(
                 "/applications/{client_id}/token",
+                self._delete_token_endpoint,
+                methods=["DELETE"],
+            ),
+            Route(
+                "/applications/{client_id}/grant",
                 self._delete_token_endpoint,
                 methods=["DELETE"],
             ),
@@ -824,7 +831,10 @@ class FakeGitHub:
         return self._rest_json(request, tok, user, items, accepted_scopes="", extra_headers=extra)
 
     async def _delete_token_endpoint(self, request: Request) -> Response:
-        docs = f"{REST_DOCS_URI}/apps/oauth-applications#delete-an-app-token"
+        """`DELETE .../token` kills one token; `DELETE .../grant` the user's whole authorization."""
+        whole_grant = request.url.path.endswith("/grant")
+        anchor = "delete-an-app-authorization" if whole_grant else "delete-an-app-token"
+        docs = f"{REST_DOCS_URI}/apps/oauth-applications#{anchor}"
         basic = _basic_credentials(request)
         if basic is None:
             return _rest_error(401, "Requires authentication", docs)
@@ -842,7 +852,12 @@ class FakeGitHub:
             tok = self._access.get(token)
             if tok is None or tok.revoked:
                 return _rest_error(404, "Not Found", docs)
-            self._kill(token)
+            if whole_grant:
+                for other in [t for t in self._access.values() if t.login.lower() == tok.login.lower()]:
+                    self._kill(other.token)
+                self.grant_revocations.append(tok.login)
+            else:
+                self._kill(token)
             self.revocations.append(token)
         return Response(status_code=204)
 

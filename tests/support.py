@@ -46,7 +46,7 @@ class ServerProcess:
     github_url: str
     data_dir: Path
     transport: Transport = "streamable-http"
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)  # None unsets a default
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -64,18 +64,24 @@ class ServerProcess:
 
     def environment(self) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
-        return keep | {
-            "MCP_GITHUB_CLIENT_ID": "fake-client-id",
-            "MCP_GITHUB_CLIENT_SECRET": "fake-client-secret",
-            "MCP_GITHUB_URL": self.github_url,
-            "MCP_GITHUB_API_URL": self.github_url,
-            "MCP_SERVER_URL": self.url,
-            "MCP_PORT": str(self.port),
-            "MCP_STORAGE_URL": f"sqlite:///{self.data_dir / 'mcp.sqlite3'}",
-            "MCP_SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
-            "MCP_RATE_LIMIT": "10000/minute",
+        merged: dict[str, str | None] = {
+            **keep,
+            **{
+                "MCP_GITHUB_CLIENT_ID": "fake-client-id",
+                "MCP_GITHUB_CLIENT_SECRET": "fake-client-secret",
+                "MCP_GITHUB_URL": self.github_url,
+                "MCP_GITHUB_API_URL": self.github_url,
+                "MCP_SERVER_URL": self.url,
+                "MCP_PORT": str(self.port),
+                "MCP_STORAGE_URL": f"sqlite:///{self.data_dir / 'mcp.sqlite3'}",
+                "MCP_SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+                "MCP_RATE_LIMIT": "10000/minute",
+                "MCP_REGISTRATION_RATE_LIMIT": "10000/minute",
+                "MCP_MAX_PENDING_PER_CLIENT": "1000",  # every test browser shares 127.0.0.1
+            },
             **self.env,
         }
+        return {k: v for k, v in merged.items() if v is not None}
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

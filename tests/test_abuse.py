@@ -14,7 +14,8 @@ import httpx2
 import pytest
 
 import app
-from storage import Grant, SQLiteStorage, new_id
+from storage import Grant, PendingLimits, new_id
+from storage.sqlite import SQLiteStorage
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
@@ -48,7 +49,9 @@ LIMITED: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/register", {"json": {"redirect_uris": [CLIENT_REDIRECT], "token_endpoint_auth_method": "none"}}),
     ("GET", "/authorize", {"params": {"client_id": "unknown", "response_type": "code"}}),
     ("POST", "/authorize", {"data": {"client_id": "unknown", "response_type": "code"}}),
+    ("GET", "/consent", {"params": {"request": "x"}}),
     ("POST", "/consent", {"data": {"request": "x", "csrf": "y", "action": "approve"}}),
+    ("POST", "/revoke", {"data": {"client_id": "unknown", "token": "x"}}),
     ("POST", "/token", {"data": {"grant_type": "authorization_code", "code": "x", "client_id": "unknown"}}),
     ("GET", "/github/callback", {"params": {"code": "x", "state": "y"}}),
 ]
@@ -57,10 +60,10 @@ LIMITED: list[tuple[str, str, dict[str, Any]]] = [
 async def test_each_limited_endpoint_answers_429_with_retry_after(
     github: FakeGitHub, start_server: StartServer, http: httpx2.AsyncClient
 ) -> None:
-    server = start_server(env={"MCP_RATE_LIMIT": f"{LIMIT}/minute"})
+    server = start_server(env={"MCP_RATE_LIMIT": f"{LIMIT}/minute", "MCP_REGISTRATION_RATE_LIMIT": f"{LIMIT}/minute"})
     for method, path, kwargs in LIMITED:
-        if (method, path) == ("POST", "/authorize"):
-            continue  # shares the /authorize budget, checked below
+        if (method, path) in (("POST", "/authorize"), ("POST", "/consent")):
+            continue  # shares the budget of GET on the same path, checked below
         for _ in range(LIMIT):
             allowed = await http.request(method, f"{server.url}{path}", **kwargs)
             assert allowed.status_code not in (429, 500), (path, allowed.status_code)
@@ -68,6 +71,7 @@ async def test_each_limited_endpoint_answers_429_with_retry_after(
 
     # The same budget whatever the method: HEAD runs the GET handler in Starlette.
     assert_rate_limited(await http.request("POST", f"{server.url}/authorize", data=LIMITED[2][2]["data"]))
+    assert_rate_limited(await http.request("POST", f"{server.url}/consent", data=LIMITED[4][2]["data"]))
     assert_rate_limited(await http.head(f"{server.url}/authorize"))
     assert_rate_limited(await http.head(f"{server.url}/github/callback?state=y"))
     # Endpoints an attacker gains nothing from stay open.
@@ -177,7 +181,15 @@ async def test_background_sweeper_removes_expired_rows(github: FakeGitHub, sweep
     storage = SQLiteStorage(db)
     try:
         await storage.save_client("stale-client", "{}", long_ago)
-        await storage.add_pending("stale-pending", {"client_id": "stale-client"}, long_ago + 600, 1000, long_ago)
+        await storage.add_pending(
+            "stale-pending",
+            {"client_id": "stale-client"},
+            client_id="stale-client",
+            origin="127.0.0.1",
+            expires_at=long_ago + 600,
+            limits=PendingLimits(1000, 1000, 1000),
+            now=long_ago,
+        )
     finally:
         await storage.close()
 

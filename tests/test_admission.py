@@ -73,6 +73,7 @@ async def assert_refused(github: FakeGitHub, http: httpx2.AsyncClient, server: S
         "error": "access_denied",
         "error_description": "This GitHub account is not allowed",
         "state": "bob-state",
+        "iss": server.url,  # RFC 9207: on error responses too
     }
     db = server.data_dir / "mcp.sqlite3"
     assert [r for r in table_rows(db, "grants") if r["subject"] == BOB] == []

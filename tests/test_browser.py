@@ -199,7 +199,7 @@ async def test_deny_in_a_real_browser_reaches_the_client_with_access_denied(
         await page.get_by_role("button", name="Deny").click()
 
     (received,) = site.received
-    assert query(received) == {"error": "access_denied", "state": auth.state}
+    assert query(received) == {"error": "access_denied", "state": auth.state, "iss": mcp_server.url}
     assert github.count("/login/oauth/authorize") == 0
 
 

@@ -170,7 +170,7 @@ async def test_deny_sends_access_denied_to_the_client_and_never_github(
     assert denied.status_code == 303
     location = denied.headers["location"]
     assert location.startswith(CLIENT_REDIRECT)
-    assert query(location) == {"error": "access_denied", "state": "client-state-42"}
+    assert query(location) == {"error": "access_denied", "state": "client-state-42", "iss": server.url}
     assert github.count("/login/oauth/authorize") == 0 and github.authorize_requests == []
     # The request is gone: pressing a button on the same page again leads nowhere.
     replay = await http.post(f"{server.url}/consent", data=form_fields(page.text) | {"action": "approve"})
@@ -324,7 +324,7 @@ async def test_remembered_approval_expires(
     signed cookie (signed here with the test server's key, so no test has to wait 30 days)."""
     async with httpx2.AsyncClient(timeout=10) as setup:
         client_id = await register_client(setup, server.url, [CLIENT_REDIRECT])
-    keyring = Keyring(server.environment()["MCP_SECRET_KEY"])
+    keyring = Keyring([server.environment()["MCP_SECRET_KEY"]])
     now, month = time.time(), 30 * 24 * 3600
 
     async def asks(entry_expires: float, signed_at: float) -> bool:

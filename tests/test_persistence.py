@@ -58,7 +58,7 @@ async def test_database_holds_no_plaintext_secret(start_server: StartServer, git
 
 
 async def test_generated_secret_key_and_database_are_private(start_server: StartServer, tmp_path: Path) -> None:
-    server = start_server(env={"MCP_SECRET_KEY": ""})
+    server = start_server(env={"MCP_SECRET_KEY": None})
     key_file = server.data_dir / "secret_key"
     assert key_file.exists()
     for private in (key_file, *server.data_dir.glob("mcp.sqlite3*")):

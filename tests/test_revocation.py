@@ -19,7 +19,8 @@ from crypto import Keyring, token_hash
 from github_api import GitHubClient
 from github_provider import GitHubAuthorizationCode, GitHubOAuthProvider
 from settings import Settings
-from storage import Grant, SQLiteStorage
+from storage import Grant
+from storage.sqlite import SQLiteStorage
 from tests.fake_github import FakeGitHub
 from tests.support import (
     ManualClient,
@@ -219,8 +220,8 @@ async def test_a_replay_that_loses_the_race_to_the_first_use_still_revokes(
             "storage_url": f"sqlite:///{tmp_path / 'mcp.sqlite3'}",
         }
     )
-    storage = SQLiteStorage(settings.sqlite_path)
-    keyring = Keyring("test-secret-key-that-is-long-enough-0123456789")
+    storage = SQLiteStorage(tmp_path / "mcp.sqlite3")
+    keyring = Keyring(["test-secret-key-that-is-long-enough-0123456789"])
     async with httpx2.AsyncClient(timeout=10) as http:
         github_client = GitHubClient(http, github_url, github_url, "fake-client-id", "fake-client-secret")
         provider = GitHubOAuthProvider(settings, storage, keyring, github_client)
@@ -241,7 +242,7 @@ async def test_a_replay_that_loses_the_race_to_the_first_use_still_revokes(
             subject="github:1001",
             grant_id=grant_id,
         )
-        await storage.save_code(token_hash("the-code"), code.model_dump(mode="json"), code.expires_at)
+        await storage.save_code(token_hash("the-code"), code.model_dump(mode="json"), grant_id, code.expires_at)
         first = await provider.load_authorization_code(client, "the-code")
         second = await provider.load_authorization_code(client, "the-code")
         assert first is not None and second is not None

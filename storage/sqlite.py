@@ -1,10 +1,8 @@
-"""Persistence: the `Storage` interface the provider talks to, and its SQLite implementation.
+"""The embedded default store: one SQLite file, safe to share between processes on one host.
 
-Bearer secrets never reach this module in the clear: callers pass SHA-256 hashes of MCP
-tokens, codes and states, and GitHub tokens already encrypted. Every "use once" operation
-is a single conditional statement, so two replicas sharing the database cannot both win.
-
-To add a backend (say Redis), implement `Storage` and pick it in `open_storage`.
+Every single-use or compare-and-set step is one conditional statement or one `BEGIN IMMEDIATE`
+transaction, so two processes sharing the file cannot both win it. Queries are sub-millisecond,
+so they run on the event loop.
 """
 
 from __future__ import annotations
@@ -14,131 +12,38 @@ import json
 import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-
-@dataclass
-class Grant:
-    """A GitHub token held for one (GitHub user, MCP client) pair."""
-
-    grant_id: str
-    subject: str
-    client_id: str
-    github_login: str
-    token_enc: str
-    refresh_enc: str | None
-    expires_at: float | None
-    refresh_expires_at: float | None
-    github_scopes: str
-    dead: bool
-
-
-@dataclass
-class Family:
-    """All MCP tokens descending from one authorization code (one sign-in)."""
-
-    family_id: str
-    grant_id: str
-    client_id: str
-    subject: str
-    scopes: list[str]
-    resource: str
-    code_hash: str
-    generation: int
-    rotated_at: float
-    revoked: bool
-
-
-@dataclass
-class TokenRow:
-    kind: str  # "access" or "refresh"
-    family_id: str
-    generation: int
-    expires_at: float
-
-
-@dataclass
-class Swept:
-    """What a sweep removed: row counts per table, and the GitHub tokens no grant holds any more."""
-
-    counts: dict[str, int]
-    released_tokens_enc: list[str]
-
-
-@dataclass
-class TokenRecord:
-    """A token with what decides whether it is still good."""
-
-    token: TokenRow
-    family: Family
-    grant: Grant
-
-
-class Storage(Protocol):
-    async def save_client(self, client_id: str, info_json: str, now: float) -> None: ...
-    async def get_client(self, client_id: str) -> str | None: ...
-    async def touch_client(self, client_id: str, now: float) -> None: ...
-
-    async def add_pending(self, key: str, record: dict[str, Any], expires_at: float, cap: int, now: float) -> bool: ...
-    async def get_pending(self, key: str, now: float) -> dict[str, Any] | None: ...
-    async def approve_pending(self, key: str, state_hash: str, expires_at: float, now: float) -> bool: ...
-    async def take_pending(self, key: str, now: float) -> dict[str, Any] | None: ...
-    async def take_pending_by_state(self, state_hash: str, now: float) -> dict[str, Any] | None: ...
-
-    async def save_code(self, code_hash: str, record: dict[str, Any], expires_at: float) -> None: ...
-    async def get_code(self, code_hash: str) -> tuple[dict[str, Any], bool] | None: ...
-    async def use_code(self, code_hash: str, now: float) -> bool: ...
-
-    async def upsert_grant(self, grant: Grant) -> tuple[str, str | None]: ...
-    async def get_grant(self, grant_id: str) -> Grant | None: ...
-    async def update_grant_tokens(
-        self,
-        grant_id: str,
-        token_enc: str,
-        refresh_enc: str | None,
-        expires_at: float | None,
-        refresh_expires_at: float | None,
-    ) -> None: ...
-    async def kill_grant(self, grant_id: str) -> None: ...
-    async def delete_grant(self, grant_id: str) -> None: ...
-
-    async def create_family(self, family: Family) -> None: ...
-    async def add_token(self, token_hash: str, row: TokenRow) -> None: ...
-    async def get_token(self, token_hash: str) -> TokenRecord | None: ...
-    async def rotate_family(self, family_id: str, from_generation: int, scopes: list[str], now: float) -> bool: ...
-    async def revoke_family(self, family_id: str) -> None: ...
-    async def families_from_code(self, code_hash: str) -> list[Family]: ...
-    async def live_family_count(self, grant_id: str) -> int: ...
-
-    async def record_consent(
-        self, subject: str, client_id: str, redirect_uri: str, scopes: str, now: float
-    ) -> None: ...
-    async def sweep(self, now: float, unused_client_seconds: int, idle_client_seconds: int) -> Swept: ...
-    async def close(self) -> None: ...
-
+from storage import Family, Grant, PendingLimits, Released, Swept, TokenRecord, TokenRow
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS clients (
     client_id TEXT PRIMARY KEY, info_json TEXT NOT NULL,
     created_at REAL NOT NULL, last_used_at REAL);
 CREATE TABLE IF NOT EXISTS pending (
-    key TEXT PRIMARY KEY, record TEXT NOT NULL, stage TEXT NOT NULL,
-    state_hash TEXT UNIQUE, expires_at REAL NOT NULL);
+    key TEXT PRIMARY KEY, record TEXT NOT NULL, stage TEXT NOT NULL, client_id TEXT NOT NULL,
+    origin TEXT NOT NULL, state_hash TEXT UNIQUE, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_by_client ON pending (client_id, expires_at);
+CREATE INDEX IF NOT EXISTS pending_by_origin ON pending (origin, expires_at);
 CREATE TABLE IF NOT EXISTS codes (
-    code_hash TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at REAL NOT NULL, used_at REAL);
+    code_hash TEXT PRIMARY KEY, record TEXT NOT NULL, grant_id TEXT NOT NULL,
+    expires_at REAL NOT NULL, used_at REAL);
+CREATE INDEX IF NOT EXISTS codes_by_grant ON codes (grant_id);
 CREATE TABLE IF NOT EXISTS grants (
     grant_id TEXT PRIMARY KEY, subject TEXT NOT NULL, client_id TEXT NOT NULL, github_login TEXT NOT NULL,
     token_enc TEXT NOT NULL, refresh_enc TEXT, expires_at REAL, refresh_expires_at REAL,
-    github_scopes TEXT NOT NULL, dead INTEGER NOT NULL DEFAULT 0,
+    github_scopes TEXT NOT NULL, dead INTEGER NOT NULL DEFAULT 0, admitted_via TEXT NOT NULL DEFAULT '',
+    refresh_lease_until REAL NOT NULL DEFAULT 0,
     UNIQUE (subject, client_id));
 CREATE TABLE IF NOT EXISTS families (
     family_id TEXT PRIMARY KEY, grant_id TEXT NOT NULL, client_id TEXT NOT NULL, subject TEXT NOT NULL,
     scopes TEXT NOT NULL, resource TEXT NOT NULL, code_hash TEXT NOT NULL,
-    generation INTEGER NOT NULL, rotated_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+    generation INTEGER NOT NULL, rotated_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+    signed_in_at REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS families_by_grant ON families (grant_id);
 CREATE INDEX IF NOT EXISTS families_by_code ON families (code_hash);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -149,12 +54,22 @@ CREATE TABLE IF NOT EXISTS consents (
     subject TEXT NOT NULL, client_id TEXT NOT NULL, redirect_uri TEXT NOT NULL,
     scopes TEXT NOT NULL, approved_at REAL NOT NULL,
     PRIMARY KEY (subject, client_id, redirect_uri));
+CREATE TABLE IF NOT EXISTS logins (login TEXT PRIMARY KEY, github_id INTEGER NOT NULL);
 """
+
+# A grant is still needed while a live family or an unexchanged, unexpired code refers to it.
+GRANT_NEEDED = (
+    "EXISTS (SELECT 1 FROM families f WHERE f.grant_id = :grant_id AND f.revoked = 0)"
+    " OR EXISTS (SELECT 1 FROM codes c WHERE c.grant_id = :grant_id AND c.used_at IS NULL AND c.expires_at > :now)"
+)
+
+
+def sqlite_path(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(url[len(prefix) :]) if url.startswith(prefix) and len(url) > len(prefix) else None
 
 
 class SQLiteStorage:
-    """The embedded default store. Queries are sub-millisecond, so they run on the event loop."""
-
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():  # owner-only, like the key file; SQLite gives its -wal/-shm files the same mode
@@ -177,13 +92,20 @@ class SQLiteStorage:
                 raise
             self._db.execute("COMMIT")
 
-    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, params)
 
-    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+    def _one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._run(sql, params).fetchone()
         return row
+
+    async def key_check(self) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE name = 'key_check'")
+        return None if row is None else str(row["value"])
+
+    async def set_key_check(self, value: str) -> None:
+        self._run("INSERT OR REPLACE INTO meta (name, value) VALUES ('key_check', ?)", (value,))
 
     # Clients
     async def save_client(self, client_id: str, info_json: str, now: float) -> None:
@@ -198,27 +120,45 @@ class SQLiteStorage:
     async def touch_client(self, client_id: str, now: float) -> None:
         self._run("UPDATE clients SET last_used_at = ? WHERE client_id = ?", (now, client_id))
 
-    # Pending authorizations: "consent" stage until approved, then "github" until the callback.
-    async def add_pending(self, key: str, record: dict[str, Any], expires_at: float, cap: int, now: float) -> bool:
+    # Pending sign-ins
+    async def add_pending(
+        self,
+        key: str,
+        record: dict[str, Any],
+        *,
+        client_id: str,
+        origin: str,
+        expires_at: float,
+        limits: PendingLimits,
+        now: float,
+    ) -> str | None:
         with self._transaction() as db:
-            (count,) = db.execute("SELECT COUNT(*) FROM pending WHERE expires_at > ?", (now,)).fetchone()
-            if count >= cap:
-                return False
-            db.execute(
-                "INSERT INTO pending (key, record, stage, expires_at) VALUES (?, ?, 'consent', ?)",
-                (key, json.dumps(record), expires_at),
+            counts = (
+                ("client", "SELECT COUNT(*) FROM pending WHERE client_id = ? AND expires_at > ?", (client_id, now)),
+                ("origin", "SELECT COUNT(*) FROM pending WHERE origin = ? AND expires_at > ?", (origin, now)),
+                ("total", "SELECT COUNT(*) FROM pending WHERE expires_at > ?", (now,)),
             )
-            return True
+            caps = {"client": limits.per_client, "origin": limits.per_origin, "total": limits.total}
+            for name, sql, params in counts:
+                (count,) = db.execute(sql, params).fetchone()
+                if count >= caps[name]:
+                    return name
+            db.execute(
+                "INSERT INTO pending (key, record, stage, client_id, origin, expires_at)"
+                " VALUES (?, ?, 'consent', ?, ?, ?)",
+                (key, json.dumps(record), client_id, origin, expires_at),
+            )
+            return None
 
     async def get_pending(self, key: str, now: float) -> dict[str, Any] | None:
         row = self._one("SELECT record FROM pending WHERE key = ? AND stage = 'consent' AND expires_at > ?", (key, now))
         return None if row is None else dict(json.loads(row["record"]))
 
-    async def approve_pending(self, key: str, state_hash: str, expires_at: float, now: float) -> bool:
+    async def approve_pending(self, key: str, state_hash: str, github_seconds: float, now: float) -> bool:
         cursor = self._run(
-            "UPDATE pending SET stage = 'github', state_hash = ?, expires_at = ?"
+            "UPDATE pending SET stage = 'github', state_hash = ?, expires_at = MIN(? + ?, expires_at + ?)"
             " WHERE key = ? AND stage = 'consent' AND expires_at > ?",
-            (state_hash, expires_at, key, now),
+            (state_hash, now, github_seconds, github_seconds, key, now),
         )
         return cursor.rowcount == 1
 
@@ -235,24 +175,40 @@ class SQLiteStorage:
         )
         return None if row is None else dict(json.loads(row["record"]))
 
-    # Authorization codes: kept after use until they expire, so a replay can be recognised.
-    async def save_code(self, code_hash: str, record: dict[str, Any], expires_at: float) -> None:
+    # Authorization codes
+    async def save_code(self, code_hash: str, record: dict[str, Any], grant_id: str, expires_at: float) -> None:
         self._run(
-            "INSERT INTO codes (code_hash, record, expires_at) VALUES (?, ?, ?)",
-            (code_hash, json.dumps(record), expires_at),
+            "INSERT INTO codes (code_hash, record, grant_id, expires_at) VALUES (?, ?, ?, ?)",
+            (code_hash, json.dumps(record), grant_id, expires_at),
         )
 
     async def get_code(self, code_hash: str) -> tuple[dict[str, Any], bool] | None:
         row = self._one("SELECT record, used_at FROM codes WHERE code_hash = ?", (code_hash,))
         return None if row is None else (dict(json.loads(row["record"])), row["used_at"] is not None)
 
-    async def use_code(self, code_hash: str, now: float) -> bool:
-        cursor = self._run("UPDATE codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL", (now, code_hash))
-        return cursor.rowcount == 1
+    async def redeem_code(self, code_hash: str, family: Family, tokens: list[tuple[str, TokenRow]], now: float) -> bool:
+        with self._transaction() as db:
+            used = db.execute(
+                "UPDATE codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?"
+                " AND grant_id IN (SELECT grant_id FROM grants WHERE dead = 0)",
+                (now, code_hash, now),
+            )
+            if used.rowcount != 1:
+                return False
+            db.execute(*_insert("families", _family_values(family)))
+            _insert_tokens(db, tokens)
+            return True
+
+    async def revoke_code_families(self, code_hash: str, now: float) -> list[Released]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE families SET revoked = 1 WHERE code_hash = ? AND revoked = 0 RETURNING grant_id", (code_hash,)
+            ).fetchall()
+            released = [_release_if_unneeded(db, grant_id, now) for grant_id in {r["grant_id"] for r in rows}]
+            return [r for r in released if r is not None]
 
     # Grants
     async def upsert_grant(self, grant: Grant) -> tuple[str, str | None]:
-        """Store the user's GitHub token for this client; returns the grant id and the (encrypted) token it replaced."""
         with self._transaction() as db:
             old = db.execute(
                 "SELECT grant_id, token_enc FROM grants WHERE subject = ? AND client_id = ?",
@@ -269,45 +225,45 @@ class SQLiteStorage:
         row = self._one("SELECT * FROM grants WHERE grant_id = ?", (grant_id,))
         return None if row is None else _grant(row)
 
+    async def grants(self) -> list[Grant]:
+        return [_grant(row) for row in self._run("SELECT * FROM grants WHERE dead = 0").fetchall()]
+
+    async def lease_grant_refresh(self, grant_id: str, refresh_enc: str | None, now: float, until: float) -> bool:
+        cursor = self._run(
+            "UPDATE grants SET refresh_lease_until = ? WHERE grant_id = ? AND dead = 0"
+            " AND refresh_enc IS ? AND refresh_lease_until <= ?",
+            (until, grant_id, refresh_enc, now),
+        )
+        return cursor.rowcount == 1
+
     async def update_grant_tokens(
         self,
         grant_id: str,
+        expected_refresh_enc: str | None,
         token_enc: str,
         refresh_enc: str | None,
         expires_at: float | None,
         refresh_expires_at: float | None,
-    ) -> None:
-        self._run(
-            "UPDATE grants SET token_enc = ?, refresh_enc = ?, expires_at = ?, refresh_expires_at = ?"
-            " WHERE grant_id = ?",
-            (token_enc, refresh_enc, expires_at, refresh_expires_at, grant_id),
+    ) -> bool:
+        cursor = self._run(
+            "UPDATE grants SET token_enc = ?, refresh_enc = ?, expires_at = ?, refresh_expires_at = ?,"
+            " refresh_lease_until = 0 WHERE grant_id = ? AND refresh_enc IS ?",
+            (token_enc, refresh_enc, expires_at, refresh_expires_at, grant_id, expected_refresh_enc),
         )
+        return cursor.rowcount == 1
 
     async def kill_grant(self, grant_id: str) -> None:
         with self._transaction() as db:
             db.execute("UPDATE grants SET dead = 1 WHERE grant_id = ?", (grant_id,))
             db.execute("UPDATE families SET revoked = 1 WHERE grant_id = ?", (grant_id,))
 
-    async def delete_grant(self, grant_id: str) -> None:
-        self._run("DELETE FROM grants WHERE grant_id = ?", (grant_id,))
-
     # Token families
-    async def create_family(self, family: Family) -> None:
-        values = asdict(family)
-        values["scopes"] = " ".join(family.scopes)
-        self._run(*_insert("families", values))
-
-    async def add_token(self, token_hash: str, row: TokenRow) -> None:
-        self._run(
-            "INSERT OR IGNORE INTO tokens (token_hash, kind, family_id, generation, expires_at) VALUES (?, ?, ?, ?, ?)",
-            (token_hash, row.kind, row.family_id, row.generation, row.expires_at),
-        )
-
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         row = self._one(
             "SELECT t.kind, t.generation AS token_generation, t.expires_at AS token_expires_at, f.*,"
             " g.grant_id AS g_grant_id, g.subject AS g_subject, g.client_id AS g_client_id, g.github_login,"
-            " g.token_enc, g.refresh_enc, g.expires_at AS g_expires_at, g.refresh_expires_at, g.github_scopes, g.dead"
+            " g.token_enc, g.refresh_enc, g.expires_at AS g_expires_at, g.refresh_expires_at, g.github_scopes, g.dead,"
+            " g.admitted_via, g.refresh_lease_until"
             " FROM tokens t JOIN families f ON f.family_id = t.family_id JOIN grants g ON g.grant_id = f.grant_id"
             " WHERE t.token_hash = ?",
             (token_hash,),
@@ -329,27 +285,41 @@ class SQLiteStorage:
                 refresh_expires_at=row["refresh_expires_at"],
                 github_scopes=row["github_scopes"],
                 dead=bool(row["dead"]),
+                admitted_via=row["admitted_via"],
+                refresh_lease_until=row["refresh_lease_until"],
             ),
         )
 
-    async def rotate_family(self, family_id: str, from_generation: int, scopes: list[str], now: float) -> bool:
-        cursor = self._run(
-            "UPDATE families SET generation = generation + 1, rotated_at = ?, scopes = ?"
-            " WHERE family_id = ? AND generation = ? AND revoked = 0",
-            (now, " ".join(scopes), family_id, from_generation),
-        )
-        return cursor.rowcount == 1
+    async def add_tokens(self, tokens: list[tuple[str, TokenRow]]) -> None:
+        with self._transaction() as db:
+            _insert_tokens(db, tokens)
 
-    async def revoke_family(self, family_id: str) -> None:
-        self._run("UPDATE families SET revoked = 1 WHERE family_id = ?", (family_id,))
+    async def rotate_family(
+        self, family_id: str, from_generation: int, scopes: list[str], tokens: list[tuple[str, TokenRow]], now: float
+    ) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE families SET generation = generation + 1, rotated_at = ?, scopes = ?"
+                " WHERE family_id = ? AND generation = ? AND revoked = 0",
+                (now, " ".join(scopes), family_id, from_generation),
+            )
+            if cursor.rowcount != 1:
+                return False
+            _insert_tokens(db, tokens)
+            return True
 
-    async def families_from_code(self, code_hash: str) -> list[Family]:
-        rows = self._run("SELECT * FROM families WHERE code_hash = ?", (code_hash,)).fetchall()
-        return [_family(row) for row in rows]
+    async def revoke_family(self, family_id: str, now: float) -> Released | None:
+        with self._transaction() as db:
+            row = db.execute(
+                "UPDATE families SET revoked = 1 WHERE family_id = ? RETURNING grant_id", (family_id,)
+            ).fetchone()
+            return None if row is None else _release_if_unneeded(db, row["grant_id"], now)
 
-    async def live_family_count(self, grant_id: str) -> int:
-        row = self._one("SELECT COUNT(*) FROM families WHERE grant_id = ? AND revoked = 0", (grant_id,))
-        return 0 if row is None else int(row[0])
+    async def pin_login(self, login: str, github_id: int) -> int:
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO logins (login, github_id) VALUES (?, ?)", (login.lower(), github_id))
+            (pinned,) = db.execute("SELECT github_id FROM logins WHERE login = ?", (login.lower(),)).fetchone()
+            return int(pinned)
 
     async def record_consent(self, subject: str, client_id: str, redirect_uri: str, scopes: str, now: float) -> None:
         self._run(
@@ -381,17 +351,40 @@ class SQLiteStorage:
                 "DELETE FROM clients WHERE (last_used_at IS NULL AND created_at <= ?) OR last_used_at <= ?",
                 (now - unused_client_seconds, now - idle_client_seconds),
             ),
+            "consents": ("DELETE FROM consents WHERE client_id NOT IN (SELECT client_id FROM clients)", ()),
         }
         counts = {table: self._run(sql, params).rowcount for table, (sql, params) in statements.items()}
-        released = self._run(
-            "DELETE FROM grants WHERE grant_id NOT IN (SELECT grant_id FROM families)"
-            " AND grant_id NOT IN (SELECT json_extract(record, '$.grant_id') FROM codes) RETURNING token_enc"
-        ).fetchall()
+        with self._transaction() as db:
+            orphans = db.execute(
+                "SELECT grant_id FROM grants WHERE grant_id NOT IN (SELECT grant_id FROM families)"
+                " AND grant_id NOT IN (SELECT grant_id FROM codes)"
+            ).fetchall()
+            released = [r for r in (_release_if_unneeded(db, o["grant_id"], now) for o in orphans) if r is not None]
         counts["grants"] = len(released)
-        return Swept(counts, [str(row["token_enc"]) for row in released])
+        return Swept(counts, released)
 
     async def close(self) -> None:
         self._db.close()
+
+
+def _release_if_unneeded(db: sqlite3.Connection, grant_id: str, now: float) -> Released | None:
+    """Inside a transaction: delete the grant unless a live family or an unexchanged code needs it."""
+    row = db.execute(
+        f"DELETE FROM grants WHERE grant_id = :grant_id AND NOT ({GRANT_NEEDED}) RETURNING *",  # noqa: S608
+        {"grant_id": grant_id, "now": now},
+    ).fetchone()
+    if row is None:
+        return None
+    grant = _grant(row)
+    (others,) = db.execute("SELECT COUNT(*) FROM grants WHERE subject = ?", (grant.subject,)).fetchone()
+    return Released(grant, last_of_subject=others == 0)
+
+
+def _insert_tokens(db: sqlite3.Connection, tokens: list[tuple[str, TokenRow]]) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO tokens (token_hash, kind, family_id, generation, expires_at) VALUES (?, ?, ?, ?, ?)",
+        [(h, row.kind, row.family_id, row.generation, row.expires_at) for h, row in tokens],
+    )
 
 
 def _insert(table: str, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
@@ -399,6 +392,10 @@ def _insert(table: str, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     columns = ", ".join(values)
     placeholders = ", ".join("?" * len(values))
     return f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", tuple(values.values())  # noqa: S608
+
+
+def _family_values(family: Family) -> dict[str, Any]:
+    return asdict(family) | {"scopes": " ".join(family.scopes)}
 
 
 def _grant(row: sqlite3.Row) -> Grant:
@@ -417,12 +414,5 @@ def _family(row: sqlite3.Row) -> Family:
         generation=row["generation"],
         rotated_at=row["rotated_at"],
         revoked=bool(row["revoked"]),
+        signed_in_at=row["signed_in_at"],
     )
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def open_storage(path: Path) -> Storage:
-    return SQLiteStorage(path)
