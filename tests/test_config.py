@@ -39,6 +39,12 @@ def run_main(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Comp
         (BASE | {"MCP_STORAGE_URL": "postgres://db/mcp"}, (), "MCP_STORAGE_URL"),
         (BASE | {"MCP_RATE_LIMIT": "lots"}, (), "MCP_RATE_LIMIT"),
         (BASE | {"MCP_ACCESS_TOKEN_SECONDS": "5"}, (), "MCP_ACCESS_TOKEN_SECONDS"),
+        (BASE | {"MCP_REGISTRATION_RATE_LIMIT": "often"}, (), "MCP_REGISTRATION_RATE_LIMIT"),
+        (BASE | {"MCP_TRUSTED_PROXIES": "10.0.0.0/8, not-an-address"}, (), "MCP_TRUSTED_PROXIES"),
+        (BASE | {"MCP_SECRET_KEY": "x"}, (), "MCP_SECRET_KEY"),
+        (BASE | {"MCP_SECRET_KEY": ""}, (), "MCP_SECRET_KEY"),
+        (BASE | {"MCP_SECRET_KEY": "k" * 40 + ",short"}, (), "MCP_SECRET_KEY"),
+        (BASE | {"MCP_SIGN_IN_MAX_SECONDS": "60"}, (), "MCP_SIGN_IN_MAX_SECONDS"),
     ],
 )
 def test_bad_configuration_is_one_clear_sentence(
