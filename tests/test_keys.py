@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ OLD = "old-key-0123456789-0123456789-0123456789"
 NEW = "new-key-9876543210-9876543210-9876543210"
 
 
-def one_sentence_naming_the_key(result: object) -> None:
+def one_sentence_naming_the_key(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 2
     lines = str(result.stderr).strip().splitlines()
     assert len(lines) == 1 and "MCP_SECRET_KEY" in lines[0] and "Traceback" not in lines[0], lines
