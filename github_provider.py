@@ -27,6 +27,7 @@ from mcp.server.auth.provider import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl, BaseModel
 
+from admission import Admission
 from crypto import Keyring, new_secret, s256, token_hash
 from github_api import GitHubClient, GitHubError, GitHubOAuthError
 from ratelimit import client_origin
@@ -97,6 +98,7 @@ class GitHubOAuthProvider(
         self.storage = storage
         self.keyring = keyring
         self.github = github
+        self.admission = Admission(settings, storage, github)
         self.pending_limits = PendingLimits(
             settings.max_pending_per_client, settings.max_pending_per_client, settings.max_pending_authorizations
         )
@@ -214,7 +216,7 @@ class GitHubOAuthProvider(
             logger.warning("GitHub sign-in failed: %s", exc if isinstance(exc, GitHubError) else "malformed /user")
             await self.github.revoke(tokens.access_token)
             return failed
-        admitted_via = await self._admission(login, github_id, tokens.access_token)
+        admitted_via = await self.admission.at_sign_in(login, github_id, tokens.access_token)
         if admitted_via is None:
             await self.github.revoke(tokens.access_token)  # nothing is kept for a refused user
             denied = pending.redirect(error="access_denied", error_description="This GitHub account is not allowed")
@@ -258,53 +260,21 @@ class GitHubOAuthProvider(
         await self.storage.save_code(token_hash(code), record.model_dump(mode="json"), grant_id, record.expires_at)
         return LoginOutcome(pending.redirect(code=code))
 
-    # Admission: who may sign in, checked at sign-in, at start and at every refresh.
-    async def _admission(self, login: str, github_id: int, github_token: str) -> str | None:
-        """What admits this GitHub account ("everyone", "user" or "org:<name>"), or None."""
-        users = {u.lower() for u in self.settings.allowed_github_users}
-        orgs = self.settings.allowed_github_orgs
-        if not users and not orgs:
-            return "everyone"
-        if str(github_id) in users:
-            return "user"
-        # A login can be renamed and re-registered by someone else: it admits only the account first admitted.
-        if login.lower() in users and await self.storage.pin_login(login, github_id) == github_id:
-            return "user"
-        for org in orgs:
-            if await self.github.is_org_member(github_token, org):
-                return f"org:{org}"
-        return None
-
-    def _admitted_without_github(self, grant: Grant) -> bool | None:
-        """Whether the allow-lists still admit this grant's user: True, False, or None when only
-        GitHub can tell (org membership)."""
-        users = {u.lower() for u in self.settings.allowed_github_users}
-        orgs = self.settings.allowed_github_orgs
-        if not users and not orgs:
-            return True
-        if grant.subject.removeprefix("github:") in users:
-            return True
-        if grant.admitted_via == "user" and grant.github_login.lower() in users:
-            return True  # pinned to this account when it was admitted
-        if grant.admitted_via.startswith("org:") and grant.admitted_via.removeprefix("org:") in orgs:
-            return None
-        return False
-
+    # Admission: existing sign-ins are re-checked at start and at every refresh.
     async def _still_admitted(self, grant: Grant) -> bool:
-        admitted = self._admitted_without_github(grant)
+        admitted = await self.admission.by_lists(grant)
         if admitted is not None:
             return admitted
         try:
-            token = await self._github_token(grant)
+            return await self.admission.is_member(await self._github_token(grant))
         except ReconnectRequired:
             return False
-        return any([await self.github.is_org_member(token, org) for org in self.settings.allowed_github_orgs])
 
     async def enforce_admission(self) -> int:
         """At start: end every grant whose user the allow-lists no longer admit. Returns how many."""
         ended = 0
         for grant in await self.storage.grants():
-            if self._admitted_without_github(grant) is False:
+            if await self.admission.by_lists(grant) is False:
                 logger.info("Allow-lists no longer admit %s: their sign-ins are revoked", grant.github_login)
                 await self.storage.kill_grant(grant.grant_id)
                 await self._revoke_upstream(grant.token_enc)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from html import unescape
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -21,9 +23,13 @@ from tests.support import (
     approve_sign_in,
     authorize_request,
     exchange_code,
+    mcp_status,
     open_consent,
     query,
+    refresh_grant,
     register_client,
+    server_db,
+    sign_in_tokens,
     submit_consent,
     table_rows,
     through_github,
@@ -122,3 +128,78 @@ async def test_everyone_gets_in_when_no_list_is_configured(
     await signs_in(http, server)
     assert github.count("/user/memberships/orgs/acme") == 0
     assert "read:org" not in github.authorize_requests[0]["scope"].split()
+
+
+async def test_numeric_ids_admit_and_a_re_registered_login_is_refused(
+    github: FakeGitHub, start_server: StartServer, http: httpx2.AsyncClient
+) -> None:
+    server = start_server(env={"MCP_ALLOWED_GITHUB_USERS": "2002, alice"})
+    github.sign_in("bob")  # admitted by his numeric id
+    await signs_in(http, server)
+    github.sign_in("alice")  # admitted by login; the login is now pinned to account 1001
+    async with httpx2.AsyncClient(timeout=10) as alices_browser:
+        await signs_in(alices_browser, server)
+
+    # alice renames her account; someone else registers the free login "alice".
+    github.users.pop("alice")
+    github.add_user("alice", id=6666, name="Not Alice")
+    github.sign_in("alice")
+    async with httpx2.AsyncClient(timeout=10) as impostor:
+        client_id = await register_client(impostor, server.url, [CLIENT_REDIRECT], "Impostor")
+        auth = authorize_request(server.url, client_id, CLIENT_REDIRECT)
+        to_github = await submit_consent(impostor, await open_consent(impostor, auth), "approve")
+        page = await through_github(impostor, to_github.headers["location"])
+    assert page.status_code == 403 and "not allowed" in page.text
+    assert [r for r in table_rows(server.data_dir / "mcp.sqlite3", "grants") if r["subject"] == "github:6666"] == []
+
+
+async def test_at_start_sign_ins_the_lists_no_longer_admit_are_ended(
+    github: FakeGitHub, start_server: StartServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "shared"
+    first = start_server(data)
+    alice = await sign_in_tokens(first)
+    github.sign_in("bob")
+    bob = await sign_in_tokens(first)
+    [alices_github_token] = github.live_tokens_for("alice")
+    first.stop()
+
+    second = start_server(data, env={"MCP_ALLOWED_GITHUB_USERS": "bob"}, port=first.port)
+
+    assert await mcp_status(second, alice.access) == 401
+    assert (await refresh_grant(alice.client, alice.refresh)).json()["error"] == "invalid_grant"
+    assert alices_github_token in github.revocations and github.live_tokens_for("alice") == []
+    assert await mcp_status(second, bob.access) == 200
+    assert "Ended 1 sign-ins" in second.log()
+
+
+async def test_every_refresh_re_checks_org_membership(github: FakeGitHub, start_server: StartServer) -> None:
+    server = start_server(env={"MCP_ALLOWED_GITHUB_ORGS": "acme"})
+    signed_in = await sign_in_tokens(server)
+    refreshed = await refresh_grant(signed_in.client, signed_in.refresh)
+    assert refreshed.status_code == 200
+    checks = github.count("/user/memberships/orgs/acme")
+
+    github.users["alice"].orgs.remove("acme")  # an org owner removes her
+    refused = await refresh_grant(signed_in.client, refreshed.json()["refresh_token"])
+
+    assert github.count("/user/memberships/orgs/acme") == checks + 1
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert await mcp_status(server, refreshed.json()["access_token"]) == 401
+    assert github.live_tokens_for("alice") == []
+
+
+async def test_a_sign_in_has_an_absolute_lifetime_across_refreshes(
+    github: FakeGitHub, start_server: StartServer
+) -> None:
+    server = start_server(env={"MCP_SIGN_IN_MAX_SECONDS": "3600", "MCP_ACCESS_TOKEN_SECONDS": "3600"})
+    signed_in = await sign_in_tokens(server)
+    with server_db(server) as db:
+        (refresh_expires,) = db.execute("SELECT MAX(expires_at) FROM tokens WHERE kind = 'refresh'").fetchone()
+    assert refresh_expires <= time.time() + 3600  # not the 30-day refresh lifetime
+    # Ninety minutes later (moved in the store: nobody waits that long), a refresh is refused.
+    with server_db(server) as db:
+        db.execute("UPDATE families SET signed_in_at = signed_in_at - 5400")
+    refused = await refresh_grant(signed_in.client, signed_in.refresh)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert await mcp_status(server, signed_in.access) == 401
