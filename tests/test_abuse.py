@@ -171,6 +171,7 @@ async def test_sweep_expires_unused_then_idle_clients_and_dead_rows(
         assert used not in client_ids(server)
         assert [r for r in table_rows(db, "grants") if r["client_id"] == used] == []
         assert [r for r in table_rows(db, "families") if r["client_id"] == used] == []
+        assert [r for r in table_rows(db, "consents") if r["client_id"] == used] == []  # swept with its client
     finally:
         await storage.close()
 

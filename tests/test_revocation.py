@@ -21,6 +21,7 @@ from github_provider import GitHubAuthorizationCode, GitHubOAuthProvider
 from settings import Settings
 from storage import Grant
 from storage.sqlite import SQLiteStorage
+from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
     ManualClient,
@@ -254,3 +255,38 @@ async def test_a_replay_that_loses_the_race_to_the_first_use_still_revokes(
 
         assert await provider.load_access_token(tokens.access_token) is None
         await storage.close()
+
+
+async def test_revoking_between_callback_and_token_spares_the_grant_the_new_code_needs(
+    server: ServerProcess, github: FakeGitHub
+) -> None:
+    first = await sign_in_tokens(server)
+    params = await first.client.sign_in()  # a second sign-in: its code is not exchanged yet
+    assert "code" in params
+
+    assert (await revoke_request(server, first.client.client_id, first.refresh)).status_code == 200
+
+    second = await first.client.exchange(params["code"])
+    assert second.status_code == 200, second.text
+    assert await mcp_status(server, second.json()["access_token"]) == 200
+    assert github.grant_revocations == []
+
+
+async def test_the_users_last_grant_deletes_the_github_authorization(
+    start_server: StartServer, github: FakeGitHub
+) -> None:
+    server = start_server()  # alice has no sign-ins from other tests here
+    editor = await sign_in_tokens(server)
+    inspector = await sign_in_tokens(server)  # another client: the user's second grant
+    [editor_github, inspector_github] = github.live_tokens_for("alice")
+
+    assert (await revoke_request(server, editor.client.client_id, editor.access)).status_code == 200
+    # One of two grants: only its own token goes; GitHub keeps the authorization for the other.
+    assert github.revocations == [editor_github] and github.grant_revocations == []
+    assert await mcp_status(server, inspector.access) == 200
+
+    assert (await revoke_request(server, inspector.client.client_id, inspector.access)).status_code == 200
+    # The last one: the whole authorization goes, so GitHub asks for consent again next time.
+    assert github.grant_revocations == ["alice"]
+    assert github.count("/applications/fake-client-id/grant", "DELETE") == 1
+    assert github.live_tokens_for("alice") == [] and inspector_github in github.revocations

@@ -180,3 +180,33 @@ async def test_no_secret_reaches_the_log(server: ServerProcess, github: FakeGitH
     assert "/github/callback" in visited and "GET /github/callback 302" in log
     for secret in filter(None, secrets):
         assert secret not in log
+
+
+async def test_iss_is_on_every_authorization_response(server: ServerProcess, github: FakeGitHub) -> None:
+    """RFC 9207: success, the user's Deny at GitHub, a failed GitHub sign-in and /authorize's own
+    errors all carry `iss`, and the metadata says so, so that clients enforce it."""
+    client = await ManualClient.register(server)
+    assert (await client.sign_in())["iss"] == server.url
+    github.deny_next = True
+    denied = await client.sign_in()
+    assert denied["error"] == "access_denied" and denied["iss"] == server.url
+    async with httpx2.AsyncClient(timeout=10) as http:
+        bad_scope = await http.get(client.authorize_url(scope="admin"))
+        metadata = (await http.get(f"{server.url}/.well-known/oauth-authorization-server")).json()
+    assert query(bad_scope.headers["location"]) == {
+        "error": "invalid_scope",
+        "error_description": query(bad_scope.headers["location"])["error_description"],
+        "state": "client-state-123",
+        "iss": server.url,
+    }
+    assert metadata["authorization_response_iss_parameter_supported"] is True
+
+
+async def test_a_malformed_github_user_fails_closed(server: ServerProcess, github: FakeGitHub) -> None:
+    github.users["alice"].id = "not-a-number"  # type: ignore[assignment]  # what a broken proxy might answer
+    client = await ManualClient.register(server)
+    answer = await client.sign_in()
+    assert answer["error"] == "server_error" and answer["iss"] == server.url and "code" not in answer
+    assert github.live_tokens_for("alice") == [] and len(github.revocations) == 1  # the fresh token is revoked
+    with sqlite3.connect(server.data_dir / "mcp.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM grants WHERE client_id = ?", (client.client_id,)).fetchone() == (0,)
