@@ -23,7 +23,7 @@ from github_api import GitHubClient, new_http_client
 from github_provider import GitHubOAuthProvider
 from ratelimit import RateLimit
 from routes import server_routes
-from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge
+from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge, require_declared_scopes
 from settings import Settings
 from storage import open_storage
 from tools import register_tools
@@ -47,6 +47,7 @@ def build_app(settings: Settings) -> Starlette:
         settings.github_api_url,
         settings.github_client_id,
         settings.github_client_secret.get_secret_value(),
+        cache_bytes=settings.github_cache_bytes,
     )
     provider = GitHubOAuthProvider(settings, storage, keyring, github)
     auth = AuthSettings.model_validate(
@@ -63,6 +64,7 @@ def build_app(settings: Settings) -> Starlette:
     mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     register_tools(mcp, provider)
+    require_declared_scopes(mcp)
 
     security = transport_security(settings)
     if settings.transport == "sse":
@@ -73,7 +75,7 @@ def build_app(settings: Settings) -> Starlette:
     challenge = str(build_resource_metadata_url(auth.resource_server_url))  # type: ignore[arg-type]
     for route in app.router.routes:
         if isinstance(route, (Route, Mount)) and route.path in MCP_PATHS:
-            route.app = BearerChallenge(route.app, challenge)
+            route.app = BearerChallenge(route.app, challenge, mcp)
     # Ours first: they replace the SDK's /revoke and metadata routes of the same paths.
     app.router.routes[0:0] = server_routes(settings, provider, BrowserCookies(settings, keyring), auth, list(SCOPES))
     app.state.provider = provider  # for benchmarks and in-process tests
