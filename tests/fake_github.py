@@ -489,6 +489,13 @@ class FakeGitHub:
         with self._lock:
             return sum(1 for m, p in self.requests if p == path and (method is None or m == method))
 
+    def narrow_scopes(self, login: str, scopes: Sequence[str]) -> None:
+        """Give every live token of a user only ``scopes``, as if the grant had been edited on GitHub."""
+        with self._lock:
+            for tok in self._access.values():
+                if tok.login.lower() == login.lower():
+                    tok.scopes = parse_scopes(" ".join(scopes))
+
     def count_304(self, path: str) -> int:
         """How many requests to ``path`` were answered 304 Not Modified."""
         with self._lock:
