@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.fake_github import FakeComment, FakeGitHub
-from tests.support import McpUser, ServerProcess, signed_in_client, sign_in_tokens, tool_call_request, tool_error
+from tests.support import McpUser, ServerProcess, sign_in_tokens, signed_in_client, tool_call_request, tool_error
 
 pytestmark = pytest.mark.anyio
 
