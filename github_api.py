@@ -15,13 +15,14 @@ import hashlib
 import json
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx2
+
+from github_cache import Cached, RateLimitGate, ResponseCache
 
 TIMEOUT = httpx2.Timeout(10.0, connect=5.0)
 API_VERSION = "2022-11-28"
@@ -79,72 +80,12 @@ class Answer:
     data: Any
     link: str | None
 
-
-@dataclass(frozen=True)
-class Cached:
-    body: bytes
-    link: str | None
-    etag: str | None
-    last_modified: str | None
-
-    def validators(self) -> dict[str, str]:
-        headers = {"If-None-Match": self.etag} if self.etag else {}
-        if self.last_modified:
-            headers["If-Modified-Since"] = self.last_modified
-        return headers
-
-    def answer(self) -> Answer:
+    @classmethod
+    def of(cls, entry: Cached) -> Answer:
         try:
-            return Answer(json.loads(self.body) if self.body else None, self.link)
+            return cls(json.loads(entry.body) if entry.body else None, entry.link)
         except ValueError:
             raise GitHubError("GitHub answered something that is not JSON") from None
-
-
-class ResponseCache:
-    """Least recently used GET answers, at most `max_bytes` of bodies in all (0 turns it off)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._entries: OrderedDict[str, Cached] = OrderedDict()
-
-    def get(self, key: str) -> Cached | None:
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-        return entry
-
-    def put(self, key: str, entry: Cached) -> None:
-        self._drop(key)
-        if len(entry.body) > self.max_bytes:
-            return
-        self._entries[key] = entry
-        self.size += len(entry.body)
-        while self.size > self.max_bytes:
-            self._drop(next(iter(self._entries)))
-
-    def _drop(self, key: str) -> None:
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self.size -= len(old.body)
-
-
-class RateLimitGate:
-    """Per user: no request leaves before the reset time GitHub named in a rate-limit answer."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-
-    def check(self, who: str) -> None:
-        until = self._until.get(who)
-        if until is not None and until > time.time():
-            raise GitHubRateLimited(until)
-        self._until.pop(who, None)
-
-    def block(self, who: str, until: float) -> None:
-        now = time.time()
-        self._until = {k: v for k, v in self._until.items() if v > now}
-        self._until[who] = until
 
 
 def _message(response: httpx2.Response) -> str:
@@ -303,7 +244,9 @@ class GitHubClient:
 
     async def _rest(self, token: str, method: str, url: str, body: dict[str, Any] | None = None) -> Answer:
         who = hashlib.sha256(token.encode()).hexdigest()  # cache and limits are per user; no token kept
-        self.limits.check(who)
+        until = self.limits.blocked_until(who)
+        if until is not None:
+            raise GitHubRateLimited(until)
         headers = {
             "Accept": "application/vnd.github+json",
             "Authorization": f"Bearer {token}",
@@ -318,7 +261,7 @@ class GitHubClient:
         except httpx2.HTTPError as exc:
             raise GitHubError(f"GitHub is unreachable ({type(exc).__name__})") from None
         if response.status_code == 304 and cached is not None:
-            return cached.answer()  # GitHub does not count a 304 against the rate limit
+            return Answer.of(cached)  # GitHub does not count a 304 against the rate limit
         self._raise_for_status(response, who)
         entry = Cached(
             response.content,
@@ -328,7 +271,7 @@ class GitHubClient:
         )
         if method == "GET" and (entry.etag or entry.last_modified):
             self.cache.put(key, entry)
-        return entry.answer()
+        return Answer.of(entry)
 
     def _raise_for_status(self, response: httpx2.Response, who: str) -> None:
         status = response.status_code

@@ -6,7 +6,8 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from github_api import Cached, GitHubClient, GitHubInvalidInput, ResponseCache
+from github_api import GitHubClient, GitHubInvalidInput
+from github_cache import Cached, ResponseCache
 from tests.fake_github import FakeGitHub
 from tests.support import ServerProcess, signed_in_client, tool_error
 
