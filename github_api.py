@@ -26,6 +26,7 @@ from github_cache import Cached, RateLimitGate, ResponseCache
 
 TIMEOUT = httpx2.Timeout(10.0, connect=5.0)
 API_VERSION = "2022-11-28"
+MAX_PAGES = 10
 NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
@@ -213,10 +214,15 @@ class GitHubClient:
         items_key: str | None = None,
         keep: Callable[[Any], bool] = lambda item: True,
     ) -> list[Any]:
-        """Up to `limit` items, following `Link: rel="next"` (search answers wrap them in `items_key`)."""
+        """Up to `limit` items, following `Link: rel="next"` (search answers wrap them in `items_key`).
+
+        At most `MAX_PAGES` requests, so a filter (`keep`) that drops most items cannot walk a huge list.
+        """
         url: str | None = self.api_url_for(path, params | {"per_page": str(min(max(limit, 1), 100))})
         items: list[Any] = []
-        while url is not None and len(items) < limit:
+        for _ in range(MAX_PAGES):
+            if url is None or len(items) >= limit:
+                break
             answer = await self._rest(token, "GET", url)
             page = answer.data[items_key] if items_key else answer.data
             items.extend(item for item in page if keep(item))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from github_api import GitHubClient, GitHubInvalidInput
+from github_api import MAX_PAGES, GitHubClient, GitHubInvalidInput
 from github_cache import Cached, ResponseCache
 from tests.fake_github import FakeGitHub
 from tests.support import ServerProcess, signed_in_client, tool_error
@@ -53,6 +53,19 @@ async def test_pagination_never_follows_a_link_off_the_api_host() -> None:
     api = client_for(httpx2.MockTransport(pages))
     assert await api.paginate("token", ("user", "repos"), {}, 10) == [1, 2]
     assert seen == ["https://api.github.example/user/repos?per_page=10"]
+
+
+async def test_a_filtered_listing_stops_after_max_pages() -> None:
+    seen: list[str] = []
+
+    def endless(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        link = f'<https://api.github.example/repos/o/r/issues?page={len(seen) + 1}>; rel="next"'
+        return httpx2.Response(200, json=[{"pull_request": {}}], headers={"link": link})
+
+    api = client_for(httpx2.MockTransport(endless))
+    items = await api.paginate("token", ("repos", "o", "r", "issues"), {}, 5, keep=lambda i: "pull_request" not in i)
+    assert items == [] and len(seen) == MAX_PAGES
 
 
 def test_the_cache_is_bounded_by_bytes_least_recently_used_first() -> None:

@@ -63,6 +63,12 @@ async def test_get_file_contents_is_capped_by_setting(start_server: StartServer,
     assert result.structured_content["text"] == "é" * 5  # the half character at the cap is dropped
     assert result.structured_content["truncated"] is True
 
+    github.users["bob"].repos[0].files["huge.txt"] = b"x" * (1024 * 1024 + 1)  # GitHub sends no content
+    async with signed_in_client(server) as client:
+        huge = await client.call_tool("get_file_contents", {"owner": "bob", "repo": "hello-world", "path": "huge.txt"})
+    assert huge.structured_content is not None
+    assert (huge.structured_content["text"], huge.structured_content["truncated"]) == (None, True)
+
 
 async def test_search_repositories_follows_pagination_up_to_the_limit(
     server: ServerProcess, github: FakeGitHub
