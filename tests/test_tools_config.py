@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -18,7 +19,15 @@ import app
 from scopes import TOOL_SCOPES, BearerChallenge
 from settings import ConfigError
 from tests.fake_github import FakeGitHub
-from tests.support import ServerProcess, in_process_settings, signed_in_client, tool_error
+from tests.support import (
+    ServerProcess,
+    authorize_request,
+    in_process_settings,
+    open_consent,
+    register_client,
+    signed_in_client,
+    tool_error,
+)
 from tests.test_config import BASE, run_main
 from tools import register_tools
 
@@ -156,3 +165,12 @@ async def test_a_registered_tool_without_a_declared_scope_never_runs(monkeypatch
     assert await call_through_gate(mcp, "sneaky") == (403, False)
     assert await call_through_gate(mcp, "declared") == (200, True)
     assert await call_through_gate(mcp, "no_such_tool") == (200, True)  # the SDK answers "unknown tool"
+
+
+async def test_the_consent_page_warns_what_githubs_repo_scope_grants(
+    server: ServerProcess, github: FakeGitHub, http: httpx2.AsyncClient
+) -> None:
+    redirect = "https://notes.example.com/oauth/callback"
+    client_id = await register_client(http, server.url, [redirect])
+    page = await open_consent(http, authorize_request(server.url, client_id, redirect, scope="repo:read repo:private"))
+    assert "full read and write access to all your private repositories" in page.text
