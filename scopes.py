@@ -76,10 +76,13 @@ def undeclared(mcp: MCPServer) -> list[str]:
 def require_declared_scopes(mcp: MCPServer) -> None:
     """Fail closed at startup: everything callable must say which scope it needs."""
     missing = undeclared(mcp)
-    if missing:
-        raise ConfigError(
-            f'{missing[0]} declares no scope: use @scoped_tool(mcp, "<scope>") (or scopes.EVERYONE) in tools/.'
-        )
+    if not missing:
+        return
+    if missing[0].startswith("Tool "):
+        fix = 'use @scoped_tool(mcp, "<scope>") (or scopes.EVERYONE) in tools/'
+    else:
+        fix = "add it with its scope to scopes.DECLARED (resource templates are not supported)"
+    raise ConfigError(f"{missing[0]} declares no scope: {fix}.")
 
 
 MAX_BODY = 4 * 1024 * 1024  # the SDK's own request body cap

@@ -1042,10 +1042,19 @@ class FakeGitHub:
             data["pull_request"] = {"url": f"{base}/repos/{owner.login}/{repo.name}/pulls/{issue.number}"}
         return data
 
-    def _find_issue(self, repo: FakeRepo, request: Request, *, pull: bool) -> FakeIssue | None:
+    def _issue_request(
+        self, request: Request, *, pull: bool, write: bool = False
+    ) -> tuple[_AccessToken, FakeUser, FakeUser, FakeRepo, FakeIssue] | Response:
+        """``_repo_request`` plus issue (or, with ``pull``, pull request) ``{number}``: 404 when missing."""
+        found = self._repo_request(request, write=write)
+        if isinstance(found, Response):
+            return found
+        tok, user, owner, repo = found
         number = str(request.path_params["number"])
         issue = next((i for i in repo.issues if str(i.number) == number), None)
-        return None if issue is None or (pull and issue.files is None) else issue
+        if issue is None or (pull and issue.files is None):
+            return self._rest_json(request, tok, user, _error_body(404, "Not Found", REST_DOCS_URI), status=404)
+        return tok, user, owner, repo, issue
 
     async def _issues_endpoint(self, request: Request) -> Response:
         """List (pull requests included, as GitHub does) or create (422 without a title)."""
@@ -1068,35 +1077,23 @@ class FakeGitHub:
                 )
                 repo.issues.append(issue)
             return self._rest_json(request, tok, user, self._issue_json(request, owner, repo, issue), status=201)
-        state = request.query_params.get("state", "open")
         labels = {x for x in request.query_params.get("labels", "").split(",") if x}
-        issues = [
-            i
-            for i in sorted(repo.issues, key=lambda i: -i.number)
-            if (state == "all" or i.state == state) and labels <= set(i.labels)
-        ]
-        chunk, extra = _paged(request, issues)
+        chunk, extra = _paged(request, [i for i in _by_state(request, repo.issues) if labels <= set(i.labels)])
         items = [self._issue_json(request, owner, repo, i) for i in chunk]
         return self._rest_json(request, tok, user, items, extra_headers=extra)
 
     async def _issue_endpoint(self, request: Request) -> Response:
-        found = self._repo_request(request)
+        found = self._issue_request(request, pull=False)
         if isinstance(found, Response):
             return found
-        tok, user, owner, repo = found
-        issue = self._find_issue(repo, request, pull=False)
-        if issue is None:
-            return self._rest_json(request, tok, user, _error_body(404, "Not Found", REST_DOCS_URI), status=404)
+        tok, user, owner, repo, issue = found
         return self._rest_json(request, tok, user, self._issue_json(request, owner, repo, issue))
 
     async def _comments_endpoint(self, request: Request) -> Response:
-        found = self._repo_request(request, write=request.method == "POST")
+        found = self._issue_request(request, pull=False, write=request.method == "POST")
         if isinstance(found, Response):
             return found
-        tok, user, owner, repo = found
-        issue = self._find_issue(repo, request, pull=False)
-        if issue is None:
-            return self._rest_json(request, tok, user, _error_body(404, "Not Found", REST_DOCS_URI), status=404)
+        tok, user, owner, repo, issue = found
         base = str(request.base_url).rstrip("/")
 
         def comment_json(c: FakeComment) -> dict[str, object]:
@@ -1142,24 +1139,15 @@ class FakeGitHub:
         if isinstance(found, Response):
             return found
         tok, user, owner, repo = found
-        state = request.query_params.get("state", "open")
-        pulls = [
-            i
-            for i in sorted(repo.issues, key=lambda i: -i.number)
-            if i.files is not None and (state == "all" or i.state == state)
-        ]
-        chunk, extra = _paged(request, pulls)
+        chunk, extra = _paged(request, [i for i in _by_state(request, repo.issues) if i.files is not None])
         items = [self._pull_json(request, owner, repo, i) for i in chunk]
         return self._rest_json(request, tok, user, items, extra_headers=extra)
 
     async def _pull_endpoint(self, request: Request) -> Response:
-        found = self._repo_request(request)
+        found = self._issue_request(request, pull=True)
         if isinstance(found, Response):
             return found
-        tok, user, owner, repo = found
-        pull = self._find_issue(repo, request, pull=True)
-        if pull is None:
-            return self._rest_json(request, tok, user, _error_body(404, "Not Found", REST_DOCS_URI), status=404)
+        tok, user, owner, repo, pull = found
         if request.url.path.endswith("/files"):
             chunk, extra = _paged(request, pull.files or [])
             files = [vars(f) for f in chunk]
@@ -1252,6 +1240,12 @@ def _etag_matches(header: str | None, etag: str) -> bool:
         return True
     bare = etag.removeprefix("W/")
     return any(candidate.strip().removeprefix("W/") == bare for candidate in header.split(","))
+
+
+def _by_state(request: Request, issues: Sequence[FakeIssue]) -> list[FakeIssue]:
+    """Newest first, filtered by ``state`` (``open`` by default, ``closed`` or ``all``)."""
+    state = request.query_params.get("state", "open")
+    return [i for i in sorted(issues, key=lambda i: -i.number) if state == "all" or i.state == state]
 
 
 def _paged(request: Request, items: Sequence[Any]) -> tuple[list[Any], dict[str, str] | None]:

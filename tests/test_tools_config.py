@@ -16,7 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import Message, Receive, Scope, Send
 
 import app
-from scopes import TOOL_SCOPES, BearerChallenge
+from scopes import DECLARED, TOOL_SCOPES, BearerChallenge
 from settings import ConfigError
 from tests.fake_github import FakeGitHub
 from tests.support import (
@@ -94,38 +94,43 @@ def test_a_bad_tool_selection_stops_the_server(tmp_path: Path, env: dict[str, st
     assert "MCP_TOOLS" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_tool_without_a_declared_scope_stops_the_server(
-    monkeypatch: pytest.MonkeyPatch, github_url: str, tmp_path: Path
+def plain_tool(mcp: MCPServer) -> None:
+    @mcp.tool()
+    async def sneaky() -> str:
+        return "ran"
+
+
+def plain_prompt(mcp: MCPServer) -> None:
+    @mcp.prompt()
+    def hello() -> str:
+        return "hi"
+
+
+@pytest.mark.parametrize(
+    ("add", "message"),
+    [
+        (plain_tool, "Tool sneaky declares no scope: use @scoped_tool"),
+        (plain_prompt, "Prompt hello declares no scope: add it with its scope to scopes.DECLARED"),
+    ],
+)
+def test_anything_without_a_declared_scope_stops_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+    github_url: str,
+    tmp_path: Path,
+    add: Callable[[MCPServer], None],
+    message: str,
 ) -> None:
-    def register_with_a_plain_tool(mcp: MCPServer, provider: Any) -> None:
+    def register_and_add(mcp: MCPServer, provider: Any) -> None:
         register_tools(mcp, provider)
+        add(mcp)
 
-        @mcp.tool()
-        async def sneaky() -> str:
-            return "ran"
-
-    monkeypatch.setattr(app, "register_tools", register_with_a_plain_tool)
-    with pytest.raises(ConfigError, match="Tool sneaky declares no scope: use @scoped_tool"):
+    monkeypatch.setattr(app, "register_tools", register_and_add)
+    with pytest.raises(ConfigError, match=message):
         app.build_app(in_process_settings(monkeypatch, github_url, tmp_path))
 
 
-def test_a_prompt_without_a_declared_scope_stops_the_server(
-    monkeypatch: pytest.MonkeyPatch, github_url: str, tmp_path: Path
-) -> None:
-    def register_with_a_prompt(mcp: MCPServer, provider: Any) -> None:
-        register_tools(mcp, provider)
-
-        @mcp.prompt()
-        def hello() -> str:
-            return "hi"
-
-    monkeypatch.setattr(app, "register_tools", register_with_a_prompt)
-    with pytest.raises(ConfigError, match="Prompt hello declares no scope"):
-        app.build_app(in_process_settings(monkeypatch, github_url, tmp_path))
-
-
-async def call_through_gate(mcp: MCPServer, tool: str) -> tuple[int, bool]:
-    """(HTTP status, whether the wrapped app ran) for a `tools/call` of `tool` by a `user`-scoped caller."""
+async def call_through_gate(mcp: MCPServer, tool: str, method: str = "tools/call") -> tuple[int, bool]:
+    """(HTTP status, whether the wrapped app ran) for a call of `tool` by a `user`-scoped caller."""
     ran = False
     sent: list[Message] = []
 
@@ -135,7 +140,7 @@ async def call_through_gate(mcp: MCPServer, tool: str) -> tuple[int, bool]:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool}}).encode()
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": tool}}).encode()
 
     async def receive() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -174,3 +179,13 @@ async def test_the_consent_page_warns_what_githubs_repo_scope_grants(
     client_id = await register_client(http, server.url, [redirect])
     page = await open_consent(http, authorize_request(server.url, client_id, redirect, scope="repo:read repo:private"))
     assert "full read and write access to all your private repositories" in page.text
+
+
+async def test_prompts_are_gated_like_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    mcp = MCPServer("gate")
+    plain_prompt(mcp)
+    assert await call_through_gate(mcp, "hello", "prompts/get") == (403, False)
+    monkeypatch.setitem(DECLARED["prompts/get"], "hello", "repo:write")
+    assert await call_through_gate(mcp, "hello", "prompts/get") == (403, False)  # insufficient_scope
+    monkeypatch.setitem(DECLARED["prompts/get"], "hello", "user")
+    assert await call_through_gate(mcp, "hello", "prompts/get") == (200, True)
