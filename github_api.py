@@ -266,6 +266,9 @@ class GitHubClient:
             response = await self.http.request(method, url, headers=headers, json=body)
         except httpx2.HTTPError as exc:
             raise GitHubError(f"GitHub is unreachable ({type(exc).__name__})") from None
+        if response.headers.get("x-ratelimit-remaining") == "0":
+            # The last unit is spent (or was already): nothing more leaves for this user before the reset.
+            self.limits.block(who, _number(response.headers.get("x-ratelimit-reset")) or time.time() + 60)
         if response.status_code == 304 and cached is not None:
             return Answer.of(cached)  # GitHub does not count a 304 against the rate limit
         self._raise_for_status(response, who)
@@ -286,9 +289,8 @@ class GitHubClient:
         message = _message(response)
         if status == 401:
             raise GitHubUnauthorized("GitHub no longer accepts this sign-in")
-        if status in (403, 429) and response.headers.get("x-ratelimit-remaining") == "0":
-            reset = _number(response.headers.get("x-ratelimit-reset")) or time.time() + 60
-            self.limits.block(who, reset)
+        reset = self.limits.blocked_until(who)
+        if status in (403, 429) and response.headers.get("x-ratelimit-remaining") == "0" and reset:
             raise GitHubRateLimited(reset)
         if status in (403, 429) and response.headers.get("retry-after"):
             wait = _number(response.headers.get("retry-after")) or 60

@@ -501,10 +501,10 @@ class FakeGitHub:
         with self._lock:
             return sum(1 for _, p in self.not_modified if p == path)
 
-    def exhaust_rate_limit(self, login: str, reset_in: float = 600) -> None:
-        """Use up a user's primary rate limit until ``reset_in`` seconds from now."""
+    def exhaust_rate_limit(self, login: str, reset_in: float = 600, remaining: int = 0) -> None:
+        """Leave a user ``remaining`` units of the primary rate limit until ``reset_in`` seconds from now."""
         with self._lock:
-            self._rate[login.lower()] = (0, int(self.now() + reset_in))
+            self._rate[login.lower()] = (remaining, int(self.now() + reset_in))
 
     def rate_used(self, login: str) -> int:
         """Rate-limit units the user has spent in the current window (a 304 spends none)."""

@@ -124,6 +124,16 @@ async def test_a_primary_rate_limit_says_when_and_stops_requests(server: ServerP
     assert github.count("/user") == profile_reads  # nothing is sent until the reset time
 
 
+async def test_after_the_last_unit_nothing_is_sent_until_the_reset(server: ServerProcess, github: FakeGitHub) -> None:
+    async with signed_in_client(server) as client:
+        github.exhaust_rate_limit("alice", reset_in=600, remaining=1)
+        last = await client.call_tool("get_repository", WEBSITE)
+        refused = await client.call_tool("get_repository", {"owner": "bob", "repo": "hello-world"})
+    assert not last.is_error
+    assert "resets at" in tool_error(refused)
+    assert github.count("/repos/bob/hello-world") == 0
+
+
 async def test_a_secondary_rate_limit_says_how_long_to_wait(server: ServerProcess, github: FakeGitHub) -> None:
     async with signed_in_client(server) as client:
         github.secondary_limit_next = 30
