@@ -119,6 +119,11 @@ async def test_private_data_needs_repo_private(server: ServerProcess, github: Fa
         ("search_repositories", {"query": "x", "limit": 101}),
         ("search_repositories", {"query": ""}),
         ("star_repository", {"owner": "..", "repo": "interaction-limits"}),
+        ("get_issue", {"owner": "octocat", "repo": "x", "number": 0}),
+        ("get_issue", {"owner": "octocat", "repo": "x", "number": 1, "comments_limit": 101}),
+        ("list_issues", {"owner": "octocat", "repo": "x", "state": "merged"}),
+        ("list_pull_requests", {"owner": "octocat", "repo": "x", "limit": 1000}),
+        ("get_pull_request", {"owner": "octocat", "repo": "x", "number": -2}),
     ],
 )
 async def test_bad_input_is_refused_before_any_request(
