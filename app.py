@@ -24,7 +24,7 @@ from github_api import GitHubClient, new_http_client
 from github_provider import GitHubOAuthProvider
 from ratelimit import RateLimit
 from routes import server_routes
-from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge
+from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge, require_declared_scopes
 from settings import ConfigError, Settings
 from storage import StorageURLError, open_storage
 from storage.sqlite import sqlite_path
@@ -47,6 +47,7 @@ def build_provider(settings: Settings) -> GitHubOAuthProvider:
         settings.github_api_url,
         settings.github_client_id,
         settings.github_client_secret.get_secret_value(),
+        cache_bytes=settings.github_cache_bytes,
     )
     return GitHubOAuthProvider(settings, storage, Keyring(key_ring(settings)), github)
 
@@ -97,6 +98,7 @@ def build_app(settings: Settings) -> Starlette:
     mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     register_tools(mcp, provider)
+    require_declared_scopes(mcp)
 
     security = transport_security(settings)
     if settings.transport == "sse":
@@ -107,7 +109,7 @@ def build_app(settings: Settings) -> Starlette:
     challenge = str(build_resource_metadata_url(auth.resource_server_url))  # type: ignore[arg-type]
     for route in app.router.routes:
         if isinstance(route, (Route, Mount)) and route.path in MCP_PATHS:
-            route.app = BearerChallenge(route.app, challenge)
+            route.app = BearerChallenge(route.app, challenge, mcp)
     # Ours first: they replace the SDK's /revoke and metadata routes of the same paths.
     app.router.routes[0:0] = server_routes(
         settings, provider, BrowserCookies(settings, provider.keyring), auth, list(SCOPES)

@@ -1,8 +1,12 @@
 """The MCP scope vocabulary, its mapping to GitHub scopes, and per-tool enforcement.
 
 To add a scope: add a row to `SCOPES`. To protect a tool with one: `@scoped_tool(mcp, ...)` in
-`tools.py`. A call to a tool whose scope the token lacks is answered with HTTP 403 and a
+`tools/`. A call to a tool whose scope the token lacks is answered with HTTP 403 and a
 `WWW-Authenticate` challenge naming the scope, so MCP clients can step up (RFC 6750 §3.1).
+
+Fail closed: a tool, prompt or resource that declares no scope stops the server at startup
+(`require_declared_scopes`), and a call to one registered later is refused. A tool meant for
+every signed-in caller declares `EVERYONE`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from typing import Any
 
 import pydantic_core
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from settings import ConfigError
 
 
 @dataclass(frozen=True)
@@ -26,13 +33,57 @@ class ScopeInfo:
 SCOPES: dict[str, ScopeInfo] = {
     "user": ScopeInfo("Read your GitHub profile", ("read:user",)),
     # Public repository data needs no GitHub scope at all.
-    "repo:read": ScopeInfo("List your public repositories", ()),
-    "repo:write": ScopeInfo("Star and unstar public repositories for you", ("public_repo",)),
+    "repo:read": ScopeInfo("Read public repositories: files, issues and pull requests", ()),
+    "repo:write": ScopeInfo(
+        "Create issues and comments, and star repositories, as you on public repositories", ("public_repo",)
+    ),
+    # GitHub has no read-only scope for private repositories: say so where the user decides.
+    "repo:private": ScopeInfo(
+        "Private repositories too. Warning: GitHub's repo scope gives this server full read and write"
+        " access to all your private repositories",
+        ("repo",),
+    ),
 }
 DEFAULT_SCOPES = ["user"]
+EVERYONE = ""  # the declared scope of a tool any signed-in caller may use
 
-# Tool name -> the MCP scope it needs; filled by `require_scope` in tools.py.
-TOOL_SCOPES: dict[str, str] = {}
+# JSON-RPC method -> (tool or prompt name, or resource URI -> the MCP scope it needs).
+DECLARED: dict[str, dict[str, str]] = {"tools/call": {}, "prompts/get": {}, "resources/read": {}}
+TOOL_SCOPES = DECLARED["tools/call"]  # filled by `scoped_tool` in tools/
+
+
+def mcp_scope_for(github_scopes: Iterable[str]) -> str | None:
+    """The narrowest MCP scope whose GitHub scopes satisfy one of `github_scopes` (from a 403)."""
+    accepted = set(github_scopes)
+    return next((name for name, info in SCOPES.items() if accepted & set(info.github)), None)
+
+
+def undeclared(mcp: MCPServer) -> list[str]:
+    """Tools, prompts and resources `mcp` serves without a declared scope, as 'Tool x' phrases."""
+    # The SDK's listing methods are async; its managers are the same lists, read synchronously.
+    tools = [t.name for t in mcp._tool_manager.list_tools()]
+    prompts = [p.name for p in mcp._prompt_manager.list_prompts()]
+    resources = [str(r.uri) for r in mcp._resource_manager.list_resources()]
+    templates = [t.uri_template for t in mcp._resource_manager.list_templates()]
+    return (
+        [f"Tool {n}" for n in tools if n not in DECLARED["tools/call"]]
+        + [f"Prompt {n}" for n in prompts if n not in DECLARED["prompts/get"]]
+        + [f"Resource {n}" for n in resources if n not in DECLARED["resources/read"]]
+        + [f"Resource template {n}" for n in templates]  # URIs it matches cannot be gated by name
+    )
+
+
+def require_declared_scopes(mcp: MCPServer) -> None:
+    """Fail closed at startup: everything callable must say which scope it needs."""
+    missing = undeclared(mcp)
+    if not missing:
+        return
+    if missing[0].startswith("Tool "):
+        fix = 'use @scoped_tool(mcp, "<scope>") (or scopes.EVERYONE) in tools/'
+    else:
+        fix = "add it with its scope to scopes.DECLARED (resource templates are not supported)"
+    raise ConfigError(f"{missing[0]} declares no scope: {fix}.")
+
 
 MAX_BODY = 4 * 1024 * 1024  # the SDK's own request body cap
 
@@ -59,9 +110,10 @@ class BearerChallenge:
     what to ask for), and the SDK has no per-tool scopes, hence this layer.
     """
 
-    def __init__(self, app: ASGIApp, resource_metadata: str) -> None:
+    def __init__(self, app: ASGIApp, resource_metadata: str, mcp: MCPServer) -> None:
         self.app = app
         self.resource_metadata = resource_metadata
+        self.mcp = mcp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         user = scope.get("user")
@@ -77,8 +129,13 @@ class BearerChallenge:
         if body is None:
             await _send_error(send, 413, None)
             return
+        called = _gated_calls(body)
+        if await self._undeclared(called):
+            await _send_error(send, 403, None, "undeclared_scope")
+            return
         granted = list(user.scopes)
-        missing = [s for s in _tools_called(body) if s not in granted]
+        needed = [DECLARED[method][name] for method, name in called if name in DECLARED[method]]
+        missing = [s for s in needed if s != EVERYONE and s not in granted]
         if missing:
             wanted = granted + sorted(set(missing))
             description = f"This tool needs the {missing[0]} scope"
@@ -86,23 +143,37 @@ class BearerChallenge:
             return
         await self.app(scope, _replay(body, receive), send)
 
+    async def _undeclared(self, called: list[tuple[str, str]]) -> bool:
+        """Whether a call names something registered without a declared scope (unknown names pass on)."""
+        unknown = [(method, name) for method, name in called if name not in DECLARED[method]]
+        if not unknown:
+            return False
+        registered = {
+            "tools/call": {t.name for t in await self.mcp.list_tools()},
+            "prompts/get": {p.name for p in await self.mcp.list_prompts()},
+            "resources/read": {str(r.uri) for r in await self.mcp.list_resources()},
+        }
+        templates = await self.mcp.list_resource_templates()
+        return any(name in registered[method] or (method == "resources/read" and templates) for method, name in unknown)
 
-def _tools_called(body: bytes) -> list[str]:
-    """The scopes needed by every `tools/call` in a JSON-RPC message or batch."""
+
+def _gated_calls(body: bytes) -> list[tuple[str, str]]:
+    """(method, tool/prompt name or resource URI) of every gated request in a JSON-RPC message or batch."""
     try:
         # The SDK's own parser: a body read differently here and there could dodge the check.
         parsed: Any = pydantic_core.from_json(body)
     except ValueError:
         return []  # the SDK refuses malformed JSON itself
     messages = parsed if isinstance(parsed, list) else [parsed]
-    needed = []
+    called = []
     for message in messages:
-        if isinstance(message, dict) and message.get("method") == "tools/call":
+        method = message.get("method") if isinstance(message, dict) else None
+        if method in DECLARED:
             params = message.get("params")
-            name = params.get("name") if isinstance(params, dict) else None
-            if isinstance(name, str) and name in TOOL_SCOPES:
-                needed.append(TOOL_SCOPES[name])
-    return needed
+            name = params.get("uri" if method == "resources/read" else "name") if isinstance(params, dict) else None
+            if isinstance(name, str):
+                called.append((method, name))
+    return called
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -135,8 +206,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _send_error(send: Send, status: int, www_authenticate: str | None) -> None:
-    error = {401: "invalid_token", 403: "insufficient_scope", 413: "request_too_large"}[status]
+async def _send_error(send: Send, status: int, www_authenticate: str | None, error: str | None = None) -> None:
+    error = error or {401: "invalid_token", 403: "insufficient_scope", 413: "request_too_large"}[status]
     body = json.dumps({"error": error}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if www_authenticate:

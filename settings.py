@@ -64,8 +64,19 @@ class Settings(BaseSettings):
     registration_rate_limit: str = "20/hour"
     trusted_proxies: CommaList = []
 
+    # Tools (tools/)
+    read_only: bool = False  # write tools are neither listed nor callable
+    tools: CommaList = []  # only these tools are listed and callable; empty means all
+    max_file_bytes: int = Field(default=100_000, ge=1, le=10_000_000)  # get_file_contents returns at most this
+    github_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)  # per-process ETag cache of GitHub answers
+
     @field_validator(
-        "allowed_redirect_schemes", "allowed_github_users", "allowed_github_orgs", "trusted_proxies", mode="before"
+        "allowed_redirect_schemes",
+        "allowed_github_users",
+        "allowed_github_orgs",
+        "trusted_proxies",
+        "tools",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:

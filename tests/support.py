@@ -537,3 +537,20 @@ def in_process_settings(monkeypatch: Any, github_url: str, data_dir: Path, **ove
         secret_key=SecretStr("test-secret-key-that-is-long-enough-0123456789"),
         **overrides,
     )
+
+
+ALL_TOOL_SCOPES = "user repo:read repo:write"
+
+
+@contextlib.asynccontextmanager
+async def signed_in_client(server: ServerProcess, scope: str = ALL_TOOL_SCOPES) -> AsyncIterator[Client]:
+    """Sign alice in with `scope` and connect an MCP client with the issued bearer (streamable HTTP)."""
+    signed_in = await sign_in_tokens(server, scope=scope)
+    async with bearer_client(server, signed_in.access) as client:
+        yield client
+
+
+def tool_error(result: Any) -> str:
+    """The text of a tool result that must be an error."""
+    assert result.is_error, result
+    return " ".join(getattr(c, "text", "") for c in result.content)

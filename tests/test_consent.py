@@ -76,7 +76,7 @@ async def test_page_names_client_host_and_scopes_and_github_waits_for_approval(
     assert page.status_code == 200
     assert "Acme Notes" in page.text
     assert "notes.example.com" in page.text
-    assert "Read your GitHub profile" in page.text and "List your public repositories" in page.text
+    assert "Read your GitHub profile" in page.text and "Read public repositories" in page.text
     assert f"continues at GitHub (<strong>{urlsplit(github_url).netloc}</strong>)" in page.text
     assert 'class="warning"' not in page.text  # an https web site needs no warning
     # Nothing has been asked of GitHub, and no GitHub state exists before Approve.

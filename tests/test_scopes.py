@@ -23,7 +23,7 @@ from tests.support import (
 pytestmark = pytest.mark.anyio
 
 StartServer = Callable[..., ServerProcess]
-ALL_SCOPES = ["user", "repo:read", "repo:write"]
+ALL_SCOPES = ["user", "repo:read", "repo:write", "repo:private"]
 
 
 def challenge(response: httpx2.Response) -> dict[str, str]:
@@ -115,6 +115,7 @@ async def test_the_sdk_client_steps_up_to_the_scope_a_tool_needs(
         ("user repo:read", "read:user"),
         ("repo:write", "public_repo"),
         ("user repo:read repo:write", "public_repo read:user"),
+        ("repo:read repo:private", "repo"),
     ],
 )
 async def test_only_the_needed_github_scopes_are_requested(

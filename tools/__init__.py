@@ -1,0 +1,54 @@
+"""The MCP tools. Start here: add yours to the module of its subject (or a new one).
+
+A tool takes three lines more than a plain async function: the scope it needs, its hints, and
+the GitHub call made with the caller's own token.
+
+    @scoped_tool(mcp, "repo:read", annotations=READ)
+    async def count_my_repositories() -> int:
+        return len(await github.call(lambda token: github.api.list_repos(token, per_page=100, page=1)))
+
+`github.call` turns every GitHub failure into a tool error the user can act on. `github.api`
+(github_api.py) builds URLs from path segments (`api.get(token, ("repos", owner, repo))`),
+caches and revalidates GETs, and respects rate limits. Return a Pydantic model for structured
+output; keep text other people wrote in its own fields. A tool registered without
+`scoped_tool` stops the server at startup.
+
+    users.py   get_user_profile
+    repos.py   list_my_repositories, get_repository, get_file_contents, search_repositories, star_repository
+    issues.py  list_issues, get_issue, create_issue, add_issue_comment
+    pulls.py   list_pull_requests, get_pull_request
+"""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver import MCPServer
+
+from github_provider import GitHubOAuthProvider
+from scopes import TOOL_SCOPES
+from settings import ConfigError, Settings
+from tools import issues, pulls, repos, users
+from tools.core import READ, GitHubCaller, scoped_tool
+
+__all__ = ["READ", "GitHubCaller", "register_tools", "scoped_tool"]
+
+
+def register_tools(mcp: MCPServer, provider: GitHubOAuthProvider) -> None:
+    github = GitHubCaller(provider)
+    for module in (users, repos, issues, pulls):
+        module.register(mcp, github)
+    select_tools(mcp, provider.settings)
+
+
+def select_tools(mcp: MCPServer, settings: Settings) -> None:
+    """MCP_TOOLS and MCP_READ_ONLY: a tool left out is neither listed nor callable."""
+    tools = {tool.name: tool for tool in mcp._tool_manager.list_tools()}  # the SDK's async list_tools, read sync
+    unknown = [name for name in settings.tools if name not in tools]
+    if unknown:
+        raise ConfigError(f"MCP_TOOLS names an unknown tool {unknown[0]!r}: the tools are {', '.join(tools)}.")
+    for name, tool in tools.items():
+        writes = not (tool.annotations and tool.annotations.read_only_hint)
+        if settings.read_only and writes and name in settings.tools:
+            raise ConfigError(f"MCP_TOOLS names {name!r}, a write tool, but MCP_READ_ONLY=true hides write tools.")
+        if (settings.read_only and writes) or (settings.tools and name not in settings.tools):
+            mcp.remove_tool(name)
+            TOOL_SCOPES.pop(name, None)

@@ -1,0 +1,122 @@
+"""What every tool module uses: the GitHub caller, the scope decorator, annotations, input types.
+
+Inputs are checked by these types before the tool runs, so bad input never reaches GitHub:
+the SDK answers with a tool error naming the field (a `limit` out of range is refused, not clamped).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import AfterValidator, Field
+
+from github_api import (
+    GitHubClient,
+    GitHubError,
+    GitHubForbidden,
+    GitHubInvalidInput,
+    GitHubNotFound,
+    GitHubRateLimited,
+    GitHubUnauthorized,
+)
+from github_provider import GitHubAccessToken, GitHubOAuthProvider, ReconnectRequired
+from scopes import TOOL_SCOPES, mcp_scope_for
+from settings import Settings
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+RECONNECT = "Your GitHub sign-in is no longer valid. Reconnect this server in your MCP client to sign in again."
+NOT_FOUND = "Not found, or you have no access (private repositories need the repo:private scope)."
+
+# Honest hints: every tool talks to GitHub (open world); reads change nothing.
+READ = ToolAnnotations(read_only_hint=True, open_world_hint=True)
+CREATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+TOGGLE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+
+
+class GitHubCaller:
+    """Runs a GitHub request as the MCP caller, mapping failures to clear tool errors."""
+
+    def __init__(self, provider: GitHubOAuthProvider) -> None:
+        self.provider = provider
+        self.api: GitHubClient = provider.github
+        self.settings: Settings = provider.settings
+
+    async def call(self, request: Callable[[str], Awaitable[T]]) -> T:
+        access = get_access_token()
+        if not isinstance(access, GitHubAccessToken):
+            raise ToolError("This tool needs a signed-in caller.")
+        try:
+            token = await self.provider.github_token(access)
+            return await request(token)
+        except ReconnectRequired:
+            raise ToolError(RECONNECT) from None
+        except GitHubUnauthorized:
+            # The user revoked the app at GitHub, or the token expired: stop honouring this grant.
+            await self.provider.grant_revoked(access.grant_id)
+            raise ToolError(RECONNECT) from None
+        except GitHubForbidden as exc:
+            scope = mcp_scope_for(exc.accepted_scopes)
+            if scope is None:
+                raise ToolError(f"GitHub refused the request: {exc}") from None
+            raise ToolError(
+                f"GitHub refused: your sign-in lacks the access this needs. Reconnect and grant the {scope} scope."
+            ) from None
+        except GitHubNotFound:
+            raise ToolError(NOT_FOUND) from None
+        except (GitHubRateLimited, GitHubInvalidInput) as exc:
+            raise ToolError(f"{exc}.") from None
+        except GitHubError as exc:
+            raise ToolError(f"{exc}. Try again in a moment.") from None
+
+
+def scoped_tool(mcp: MCPServer, scope: str, **options: Any) -> Callable[[F], F]:
+    """Register a tool that callers may only use with `scope` (enforced in scopes.BearerChallenge)."""
+
+    def decorator(fn: F) -> F:
+        TOOL_SCOPES[options.get("name") or fn.__name__] = scope
+        return mcp.tool(**options)(fn)
+
+    return decorator
+
+
+def _checked(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        # "." and ".." match the repo pattern but would climb the URL path.
+        if value in (".", "..") or not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _repo_path(value: str) -> str:
+    if value and any(part in ("", ".", "..") for part in value.split("/")):
+        raise ValueError("must be a path inside the repository such as 'docs/README.md' (no '.', '..' or '//')")
+    if any(ord(c) < 32 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# GitHub's rules: logins are alphanumerics and hyphens (not first), up to 39; repo names [A-Za-z0-9_.-].
+Owner = Annotated[str, _checked(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}", "a GitHub user or organisation such as 'octocat'")]
+Repo = Annotated[str, _checked(r"[A-Za-z0-9_.-]{1,100}", "a repository name such as 'hello-world'")]
+RepoPath = Annotated[str, Field(max_length=4096), AfterValidator(_repo_path)]
+Ref = Annotated[
+    str, _checked(r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}", "a branch, tag or commit SHA such as 'main'")
+]
+Number = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Limit = Annotated[int, Field(ge=1, le=100)]
+Label = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^,]+$")]
+Labels = Annotated[list[Label], Field(max_length=20)]
+Title = Annotated[str, Field(min_length=1, max_length=256)]
+Body = Annotated[str, Field(max_length=65536)]
