@@ -95,6 +95,7 @@ class ConsentPage:
             form_targets=(self.settings.github_url, form_target(pending.redirect_uri)),
             title=f"Authorize {pending.client_name}",
             client_name=pending.client_name,
+            client_host=pending.client_host,
             redirect_host=host,
             github_host=urlsplit(self.settings.github_url).netloc,
             redirect_warning=warning,

@@ -28,6 +28,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl, BaseModel
 
 from admission import Admission
+from cimd import ClientDocuments, DocumentError, is_document_url, verified_host
 from crypto import Keyring, new_secret, s256, token_hash
 from github_api import GitHubClient, GitHubError, GitHubOAuthError
 from ratelimit import client_origin
@@ -70,6 +71,7 @@ class PendingAuthorization(BaseModel):
     resource: str
     client_state: str | None
     issuer: str
+    client_host: str | None = None  # the host a metadata-document client is verified to come from
 
     def redirect(self, **params: str | None) -> str:
         # RFC 9207: `iss` on every authorization response, errors included, against mix-up attacks.
@@ -99,12 +101,20 @@ class GitHubOAuthProvider(
         self.keyring = keyring
         self.github = github
         self.admission = Admission(settings, storage, github)
+        self.documents = ClientDocuments(
+            github.http, settings.allowed_redirect_schemes, settings.cimd_allow_http_loopback
+        )
         self.pending_limits = PendingLimits(
             settings.max_pending_per_client, settings.max_pending_per_client, settings.max_pending_authorizations
         )
 
     # Clients (RFC 7591)
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if is_document_url(client_id, self.settings.cimd_allow_http_loopback):
+            try:
+                return await self.documents.get(client_id)
+            except DocumentError:
+                return None  # the /authorize page says why (routes.Authorize); /token just refuses
         info_json = await self.storage.get_client(client_id)
         if info_json is None:
             return None
@@ -142,6 +152,9 @@ class GitHubOAuthProvider(
             resource=self.settings.resource_url,
             client_state=params.state,
             issuer=self.settings.server_url,
+            client_host=verified_host(client.client_id)
+            if is_document_url(client.client_id, self.settings.cimd_allow_http_loopback)
+            else None,
         )
         request_id = new_secret()
         now = time.time()

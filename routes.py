@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import pages
+from cimd import DocumentError, is_document_url
 from consent import BrowserCookies, ConsentPage
 from github_provider import MAX_STATE, GitHubOAuthProvider
 from settings import Settings
@@ -84,10 +85,19 @@ class Authorize:
     oversized client `state` echoed back."""
 
     def __init__(self, settings: Settings, provider: GitHubOAuthProvider) -> None:
+        self.settings = settings
         self.issuer = settings.server_url
+        self.provider = provider
         self.sdk = AuthorizationHandler(provider)
 
     async def handle(self, request: Request) -> Response:
+        client_id = (request.query_params if request.method == "GET" else await request.form()).get("client_id")
+        if isinstance(client_id, str) and is_document_url(client_id, self.settings.cimd_allow_http_loopback):
+            try:
+                await self.provider.documents.get(client_id)
+            except DocumentError as exc:
+                # Never a redirect: nothing proves the redirect URIs belong to this client.
+                return pages.message(self.settings.app_name, "This app could not be verified", f"{exc}.", 400)
         response = await self.sdk.handle(request)
         location = response.headers.get("location")
         if location is None or location.startswith(f"{self.issuer}/"):
@@ -134,6 +144,7 @@ def metadata_routes(auth: AuthSettings, scopes: list[str], app_name: str) -> lis
         auth.revocation_options or RevocationOptions(),
     )
     metadata.authorization_response_iss_parameter_supported = True  # RFC 9207 §3: clients then enforce `iss`
+    metadata.client_id_metadata_document_supported = True  # cimd.py
     metadata.token_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS
     metadata.revocation_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS
     assert auth.resource_server_url is not None

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     max_pending_per_client: int = Field(default=20, ge=1)
     sweep_interval_seconds: int = Field(default=300, ge=1)
 
+    # Client ID Metadata Documents over http on loopback: for developing a client locally, never in production.
+    cimd_allow_http_loopback: bool = False
+
     rate_limit: str = "60/minute"
     registration_rate_limit: str = "20/hour"
     trusted_proxies: CommaList = []
@@ -119,6 +122,8 @@ class Settings(BaseSettings):
             raise ValueError("MCP_SERVER_URL must be https unless it is on localhost: fix it in .env")
         if parts.path or parts.query or parts.fragment:
             raise ValueError("MCP_SERVER_URL must be an origin such as https://mcp.example.com, without a path")
+        if self.cimd_allow_http_loopback and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError("MCP_CIMD_ALLOW_HTTP_LOOPBACK is for local development only: unset it off localhost")
         return self
 
     @property

@@ -1,0 +1,149 @@
+"""Client ID Metadata Documents: a `client_id` that is an https URL of the client's own metadata.
+
+The MCP authorization spec (2026-07-28) prefers this to dynamic registration. Fetching a URL that
+anyone can name is a server-side request on their behalf, so every fetch is guarded: https only,
+public addresses only (checked after DNS resolution and pinned for the connection, so DNS cannot
+be changed in between), no redirects, a 5 s timeout and a 16 KiB cap. Documents are cached as
+their HTTP caching headers allow, within bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import re
+import socket
+import time
+from collections import OrderedDict
+from urllib.parse import urlsplit
+
+import httpx2
+from mcp.server.auth.provider import RegistrationError
+from mcp.shared.auth import OAuthClientInformationFull
+from pydantic import ValidationError
+
+from registration import LOOPBACK_HOSTS, redirect_uri_problem, trim_registration
+
+MAX_DOCUMENT = 16 * 1024
+TIMEOUT = httpx2.Timeout(5.0)
+MIN_CACHE_SECONDS, MAX_CACHE_SECONDS, DEFAULT_CACHE_SECONDS = 60, 24 * 3600, 300
+MAX_CACHED = 1000
+MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.I)
+
+
+class DocumentError(Exception):
+    """Why a client ID metadata document is not accepted, in words for the error page."""
+
+
+def is_document_url(client_id: str, allow_http_loopback: bool) -> bool:
+    """Whether this client_id names a metadata document (else it is a registered client's id)."""
+    if client_id.startswith("https://"):
+        return True
+    return allow_http_loopback and client_id.startswith("http://") and urlsplit(client_id).hostname in LOOPBACK_HOSTS
+
+
+def verified_host(client_id: str) -> str:
+    """The host a document's client proved it controls by serving the document there."""
+    return urlsplit(client_id).netloc
+
+
+class ClientDocuments:
+    def __init__(self, http: httpx2.AsyncClient, allowed_schemes: list[str], allow_http_loopback: bool) -> None:
+        self.http = http
+        self.allowed_schemes = allowed_schemes
+        self.allow_http_loopback = allow_http_loopback
+        self._cache: OrderedDict[str, tuple[float, OAuthClientInformationFull]] = OrderedDict()
+
+    async def get(self, url: str) -> OAuthClientInformationFull:
+        """The validated document at `url` (from the cache while fresh), or DocumentError."""
+        cached = self._cache.get(url)
+        if cached is not None and cached[0] > time.monotonic():
+            self._cache.move_to_end(url)
+            return cached[1].model_copy(deep=True)
+        client, lifetime = await self._fetch(url)
+        self._cache[url] = (time.monotonic() + lifetime, client)
+        self._cache.move_to_end(url)
+        while len(self._cache) > MAX_CACHED:
+            self._cache.popitem(last=False)
+        return client.model_copy(deep=True)
+
+    async def _fetch(self, url: str) -> tuple[OAuthClientInformationFull, float]:
+        parts = urlsplit(url)
+        if parts.username or parts.password or parts.fragment or not parts.hostname:
+            raise DocumentError("the client_id URL must be a plain https URL with a host")
+        loopback_dev = self.allow_http_loopback and parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        if parts.scheme != "https" and not loopback_dev:
+            raise DocumentError("client ID metadata documents must be served over https")
+        address = await _public_address(parts.hostname, parts.port or 443, allow_loopback=loopback_dev)
+        host = f"[{address}]" if ":" in address else address
+        pinned = parts._replace(netloc=f"{host}:{parts.port or (80 if loopback_dev else 443)}").geturl()
+        headers = {"Host": parts.netloc, "Accept": "application/json"}
+        try:
+            # The connection goes to the address checked above; TLS still verifies the real host name.
+            async with self.http.stream(
+                "GET",
+                pinned,
+                headers=headers,
+                timeout=TIMEOUT,
+                follow_redirects=False,
+                extensions={"sni_hostname": parts.hostname},
+            ) as response:
+                if response.status_code != 200:
+                    raise DocumentError(f"fetching the client's metadata document answered HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT:
+                        raise DocumentError(f"the client's metadata document is larger than {MAX_DOCUMENT} bytes")
+                cache_control = response.headers.get("cache-control", "")
+        except httpx2.HTTPError as exc:
+            raise DocumentError(f"the client's metadata document could not be fetched ({type(exc).__name__})") from None
+        return self._validate(url, bytes(body)), _lifetime(cache_control)
+
+    def _validate(self, url: str, body: bytes) -> OAuthClientInformationFull:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise DocumentError("the client's metadata document is not JSON") from None
+        if not isinstance(document, dict) or document.get("client_id") != url:
+            raise DocumentError("the document's client_id is not the URL it was fetched from")
+        if document.get("token_endpoint_auth_method", "none") != "none":
+            raise DocumentError("a client identified by a metadata document must use token_endpoint_auth_method none")
+        for uri in document.get("redirect_uris") or []:
+            problem = redirect_uri_problem(str(uri), self.allowed_schemes)
+            if problem:
+                raise DocumentError(f"the document lists a redirect URI that is not allowed: {problem}")
+        try:
+            client = OAuthClientInformationFull.model_validate(document | {"token_endpoint_auth_method": "none"})
+            trim_registration(client, self.allowed_schemes)
+        except ValidationError:
+            raise DocumentError("the client's metadata document is not valid client metadata") from None
+        except RegistrationError as exc:
+            raise DocumentError(f"the client's metadata document is refused: {exc.error_description}") from None
+        if not client.redirect_uris:
+            raise DocumentError("the client's metadata document lists no redirect_uris")
+        client.client_secret = None
+        return client
+
+
+async def _public_address(host: str, port: int, *, allow_loopback: bool) -> str:
+    """One address of `host` after checking that every address it resolves to is public."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        raise DocumentError(f"the client's host {host} does not resolve") from None
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not (address.is_global or (allow_loopback and address.is_loopback)) or address.is_multicast:
+            # SSRF: never fetch from loopback, private, link-local (cloud metadata) or reserved addresses.
+            raise DocumentError(f"the client's host {host} is not on a public address")
+    return str(addresses[0])
+
+
+def _lifetime(cache_control: str) -> float:
+    if "no-store" in cache_control.lower() or "no-cache" in cache_control.lower():
+        return MIN_CACHE_SECONDS  # still cached briefly: a client cannot make us fetch on every request
+    found = MAX_AGE.search(cache_control)
+    seconds = int(found.group(1)) if found else DEFAULT_CACHE_SECONDS
+    return float(min(max(seconds, MIN_CACHE_SECONDS), MAX_CACHE_SECONDS))
