@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from mcp.server.auth.provider import (
     AccessToken,
@@ -76,6 +77,12 @@ class PendingAuthorization(BaseModel):
     def redirect(self, **params: str | None) -> str:
         # RFC 9207: `iss` on every authorization response, errors included, against mix-up attacks.
         return construct_redirect_uri(self.redirect_uri, state=self.client_state, iss=self.issuer, **params)
+
+
+class AccountLogin(BaseModel):
+    """A sign-in to the connected-apps page (account.py): it only proves who the user is."""
+
+    kind: Literal["account"] = "account"
 
 
 class ReconnectRequired(Exception):
@@ -204,10 +211,70 @@ class GitHubOAuthProvider(
         """PKCE verifier toward GitHub, derived from the secret state so it need not be stored."""
         return self.keyring.derive_secret("github-pkce", state)
 
-    async def take_login(self, state: str) -> PendingAuthorization | None:
-        """Consume the pending authorization a GitHub callback names (single use)."""
+    async def take_login(self, state: str) -> PendingAuthorization | AccountLogin | None:
+        """Consume the pending sign-in a GitHub callback names (single use)."""
         record = await self.storage.take_pending_by_state(token_hash(state), time.time())
-        return None if record is None else PendingAuthorization.model_validate(record)
+        if record is None:
+            return None
+        if record.get("kind") == "account":
+            return AccountLogin.model_validate(record)
+        return PendingAuthorization.model_validate(record)
+
+    # The connected-apps page (account.py): its own GitHub sign-in, which keeps no GitHub token.
+    async def start_account_sign_in(self) -> tuple[str, str] | None:
+        """(GitHub URL, state) for a sign-in to the account page, or None when too many are under way."""
+        origin, now = client_origin.get(), time.time()
+        key, state = token_hash(new_secret()), new_secret()
+        full = await self.storage.add_pending(
+            key,
+            AccountLogin().model_dump(),
+            client_id=f"account:{origin}",
+            origin=origin,
+            expires_at=now + self.settings.consent_seconds,
+            limits=self.pending_limits,
+            now=now,
+        )
+        if full is not None or not await self.storage.approve_pending(
+            key, token_hash(state), self.settings.state_seconds, now
+        ):
+            return None
+        url = self.github.authorize_url(
+            redirect_uri=self.settings.callback_url,
+            state=state,
+            scopes=[],  # identity only: GitHub's /user needs no scope
+            code_challenge=s256(self._github_verifier(state)),
+        )
+        return url, state
+
+    async def account_identity(self, state: str, code: str) -> tuple[str, str] | None:
+        """(subject, login) of the user who signed in to the account page; their token is revoked at once."""
+        try:
+            tokens = await self.github.exchange_code(
+                code, redirect_uri=self.settings.callback_url, code_verifier=self._github_verifier(state)
+            )
+        except GitHubError:
+            return None
+        try:
+            user = await self.github.get_user(tokens.access_token)
+        except GitHubError:
+            user = {}
+        finally:
+            await self.github.revoke(tokens.access_token)
+        github_id, login = user.get("id"), user.get("login")
+        if not isinstance(github_id, int) or isinstance(github_id, bool) or not isinstance(login, str) or not login:
+            return None
+        return f"github:{github_id}", login
+
+    async def disconnect(self, subject: str, grant_id: str) -> bool:
+        """The user ends one app's access: its MCP tokens and its GitHub token (or, if it was the
+        last, the user's whole GitHub authorization of this server)."""
+        connected = await self.storage.connected(subject)
+        grant = next((g for g, _ in connected if g.grant_id == grant_id), None)
+        if grant is None:
+            return False
+        await self.storage.kill_grant(grant_id)
+        await self._release_upstream(Released(grant, last_of_subject=len(connected) == 1))
+        return True
 
     async def complete_login(self, pending: PendingAuthorization, state: str, code: str) -> LoginOutcome:
         """Exchange GitHub's code, admit the user, and mint an MCP code bound to them."""

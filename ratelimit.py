@@ -25,11 +25,13 @@ LIMITED = {
     ("POST", "/consent"),
     ("POST", "/token"),
     ("POST", "/revoke"),
+    ("GET", "/account/sign-in"),
+    ("POST", "/account"),
     ("GET", "/github/callback"),
 }
 REGISTRATION = ("POST", "/register")
 # Bodies of the form and JSON endpoints anyone may call; multipart is never needed there.
-MAX_BODY = {"/consent": 16 * 1024, "/revoke": 16 * 1024, "/token": 16 * 1024, "/authorize": 16 * 1024}
+MAX_BODY = {path: 16 * 1024 for path in ("/consent", "/revoke", "/token", "/authorize", "/account")}
 MAX_BODY["/register"] = 32 * 1024  # ten 2,000-character redirect URIs and the other fields
 
 # The client address (IPv6 grouped by /64) of the request being served, for per-address caps.

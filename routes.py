@@ -15,9 +15,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import pages
+from account import AccountPage
 from cimd import DocumentError, is_document_url
 from consent import BrowserCookies, ConsentPage
-from github_provider import MAX_STATE, GitHubOAuthProvider
+from github_provider import MAX_STATE, AccountLogin, GitHubOAuthProvider
 from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,10 +28,13 @@ CLIENT_AUTH_METHODS = ["client_secret_post", "client_secret_basic", "none"]
 
 
 class GitHubCallback:
-    def __init__(self, settings: Settings, provider: GitHubOAuthProvider, cookies: BrowserCookies) -> None:
+    def __init__(
+        self, settings: Settings, provider: GitHubOAuthProvider, cookies: BrowserCookies, account: AccountPage
+    ) -> None:
         self.settings = settings
         self.provider = provider
         self.cookies = cookies
+        self.account = account
 
     async def handle(self, request: Request) -> Response:
         params = request.query_params
@@ -42,8 +46,10 @@ class GitHubCallback:
         if pending is None:
             return self._invalid("This sign-in expired or was already completed.")
         error, code = params.get("error"), params.get("code")
-        if error == "access_denied":
-            response: Response = RedirectResponse(pending.redirect(error="access_denied"), status_code=302)
+        if isinstance(pending, AccountLogin):
+            response: Response = await self.account.complete(state, None if error else code)
+        elif error == "access_denied":
+            response = RedirectResponse(pending.redirect(error="access_denied"), status_code=302)
         elif error or not code:
             response = RedirectResponse(
                 pending.redirect(error="server_error", error_description="GitHub sign-in did not complete"),
@@ -167,13 +173,17 @@ def server_routes(
     settings: Settings, provider: GitHubOAuthProvider, cookies: BrowserCookies, auth: AuthSettings, scopes: list[str]
 ) -> list[BaseRoute]:
     consent = ConsentPage(settings, provider, cookies)
-    callback = GitHubCallback(settings, provider, cookies)
+    account = AccountPage(settings, provider, cookies)
+    callback = GitHubCallback(settings, provider, cookies, account)
     return [
         *metadata_routes(auth, scopes, settings.app_name),
         Route("/authorize", Authorize(settings, provider).handle, methods=["GET", "POST"]),
         Route("/consent", consent.show, methods=["GET"]),
         Route("/consent", consent.submit, methods=["POST"]),
         Route("/github/callback", callback.handle, methods=["GET"]),
+        Route("/account", account.show, methods=["GET"]),
+        Route("/account", account.submit, methods=["POST"]),
+        Route("/account/sign-in", account.sign_in, methods=["GET"]),
         Route(
             "/revoke", cors_middleware(Revocation(provider).handle, ["POST", "OPTIONS"]), methods=["POST", "OPTIONS"]
         ),

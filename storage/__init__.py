@@ -170,6 +170,10 @@ class Storage(Protocol):
         """The grant is dead: every MCP token on it stops working at once."""
         ...
 
+    async def connected(self, subject: str) -> list[tuple[Grant, list[Family]]]:
+        """A user's live grants, each with its live families (the account page's list)."""
+        ...
+
     # Token families
     async def get_token(self, token_hash: str) -> TokenRecord | None: ...
     async def add_tokens(self, tokens: list[tuple[str, TokenRow]]) -> None:

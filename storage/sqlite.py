@@ -257,6 +257,15 @@ class SQLiteStorage:
             db.execute("UPDATE grants SET dead = 1 WHERE grant_id = ?", (grant_id,))
             db.execute("UPDATE families SET revoked = 1 WHERE grant_id = ?", (grant_id,))
 
+    async def connected(self, subject: str) -> list[tuple[Grant, list[Family]]]:
+        grants = self._run("SELECT * FROM grants WHERE subject = ? AND dead = 0", (subject,)).fetchall()
+        families = self._run(
+            "SELECT f.* FROM families f JOIN grants g ON g.grant_id = f.grant_id"
+            " WHERE g.subject = ? AND g.dead = 0 AND f.revoked = 0",
+            (subject,),
+        ).fetchall()
+        return [(_grant(g), [_family(f) for f in families if f["grant_id"] == g["grant_id"]]) for g in grants]
+
     # Token families
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         row = self._one(
