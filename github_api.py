@@ -201,9 +201,11 @@ class GitHubClient:
         return list(await self.get(token, ("user", "repos"), params))
 
     async def is_org_member(self, token: str, org: str) -> bool:
+        """Active membership; GitHubError when GitHub cannot tell right now (so callers never
+        mistake an outage for "not a member", nor for "member")."""
         try:
             data = await self.get(token, ("user", "memberships", "orgs", org))
-        except GitHubError:
+        except (GitHubNotFound, GitHubForbidden, GitHubUnauthorized):
             return False
         return isinstance(data, dict) and data.get("state") == "active"
 

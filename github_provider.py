@@ -296,7 +296,12 @@ class GitHubOAuthProvider(
             logger.warning("GitHub sign-in failed: %s", exc if isinstance(exc, GitHubError) else "malformed /user")
             await self.github.revoke(tokens.access_token)
             return failed
-        admitted_via = await self.admission.at_sign_in(login, github_id, tokens.access_token)
+        try:
+            admitted_via = await self.admission.at_sign_in(login, github_id, tokens.access_token)
+        except GitHubError as exc:
+            logger.warning("GitHub sign-in failed: membership could not be checked (%s)", exc)
+            await self.github.revoke(tokens.access_token)
+            return failed
         if admitted_via is None:
             await self.github.revoke(tokens.access_token)  # nothing is kept for a refused user
             denied = pending.redirect(error="access_denied", error_description="This GitHub account is not allowed")
@@ -430,7 +435,12 @@ class GitHubOAuthProvider(
         if now >= record.family.signed_in_at + self.settings.sign_in_max_seconds:
             await self._revoke_family(record.family)
             raise TokenError("invalid_grant", "this sign-in has reached its maximum age; sign in again")
-        if not await self._still_admitted(record.grant):
+        try:
+            admitted = await self._still_admitted(record.grant)
+        except GitHubError:
+            # Fail closed without ending the sign-in: GitHub could not confirm membership right now.
+            raise TokenError("invalid_request", "GitHub could not confirm this account's access; try again") from None
+        if not admitted:
             await self._end_grant(record.grant)
             raise TokenError("invalid_grant", "this GitHub account is no longer allowed here")
         access = self.keyring.derive_secret("rotated-access", refresh_token.token)

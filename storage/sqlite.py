@@ -360,11 +360,6 @@ class SQLiteStorage:
                 "DELETE FROM clients WHERE (last_used_at IS NULL AND created_at <= ?) OR last_used_at <= ?",
                 (now - unused_client_seconds, now - idle_client_seconds),
             ),
-            "consents": (
-                "DELETE FROM consents WHERE client_id NOT IN (SELECT client_id FROM clients)"
-                " AND client_id NOT IN (SELECT client_id FROM grants)",  # metadata-document clients have no row
-                (),
-            ),
         }
         counts = {table: self._run(sql, params).rowcount for table, (sql, params) in statements.items()}
         with self._transaction() as db:
@@ -374,6 +369,10 @@ class SQLiteStorage:
             ).fetchall()
             released = [r for r in (_release_if_unneeded(db, o["grant_id"], now) for o in orphans) if r is not None]
         counts["grants"] = len(released)
+        counts["consents"] = self._run(
+            "DELETE FROM consents WHERE client_id NOT IN (SELECT client_id FROM clients)"
+            " AND client_id NOT IN (SELECT client_id FROM grants)"  # metadata-document clients have no row
+        ).rowcount
         return Swept(counts, released)
 
     async def close(self) -> None:

@@ -203,3 +203,17 @@ async def test_a_sign_in_has_an_absolute_lifetime_across_refreshes(
     refused = await refresh_grant(signed_in.client, signed_in.refresh)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
     assert await mcp_status(server, signed_in.access) == 401
+
+
+async def test_a_membership_check_github_cannot_answer_refuses_the_refresh_but_ends_nothing(
+    github: FakeGitHub, start_server: StartServer
+) -> None:
+    server = start_server(env={"MCP_ALLOWED_GITHUB_ORGS": "acme"})
+    signed_in = await sign_in_tokens(server)
+    github.secondary_limit_next = 2  # GitHub answers the membership check with "slow down"
+
+    refused = await refresh_grant(signed_in.client, signed_in.refresh)
+
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+    assert await mcp_status(server, signed_in.access) == 200  # an outage is not "left the org"
+    assert github.live_tokens_for("alice") != []
