@@ -119,9 +119,11 @@ class GitHubOAuthProvider(
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         if is_document_url(client_id, self.settings.cimd_allow_http_loopback):
             try:
-                return await self.documents.get(client_id)
+                document = await self.documents.get(client_id)
             except DocumentError:
                 return None  # the /authorize page says why (routes.Authorize); /token just refuses
+            document.scope = " ".join(SCOPES)  # as for registered clients: the user consents per request
+            return document
         info_json = await self.storage.get_client(client_id)
         if info_json is None:
             return None

@@ -107,8 +107,8 @@ async def test_a_document_client_signs_in_without_registering_and_without_a_secr
     assert f"An app from <strong>{host}</strong>" in page.text
     assert page.text.index(host) < page.text.index('<span class="client">Example Editor')  # the host comes first
 
-    async with Browser() as browser:
-        answer = query(await browser.run(authorize_url(dev_server, site.url)))
+    async with Browser() as browser:  # asking for more than the default scope, as a real client would
+        answer = query(await browser.run(authorize_url(dev_server, site.url) + "&scope=user+repo%3Aread"))
     assert answer["iss"] == dev_server.url and "code" in answer
     async with httpx2.AsyncClient(timeout=10) as http:
         tokens = await http.post(
@@ -122,6 +122,7 @@ async def test_a_document_client_signs_in_without_registering_and_without_a_secr
             },
         )
     assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["scope"] == "user repo:read"
     assert await mcp_status(dev_server, tokens.json()["access_token"]) == 200
     assert site.requests == 1  # cached by its Cache-Control across /authorize and /token
 
