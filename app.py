@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import demo
 from consent import BrowserCookies
 from crypto import Keyring, load_or_create_secret_key
 from github_api import GitHubClient, new_http_client
@@ -115,6 +116,8 @@ def build_app(settings: Settings) -> Starlette:
         settings, provider, BrowserCookies(settings, provider.keyring), auth, list(SCOPES)
     )
     app.state.provider = provider  # for benchmarks and in-process tests
+    if settings.demo:
+        demo.mount(app, settings)
     app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider)
     app.add_middleware(RequestLog)
     app.add_middleware(

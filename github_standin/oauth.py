@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+import pages
 from github_standin.http import (
     basic_credentials,
     not_found,
@@ -41,7 +42,7 @@ class GitHubStandIn(RestApi):
 
     def _build_app(self) -> Starlette:
         routes = [
-            Route("/login/oauth/authorize", self._authorize_endpoint, methods=["GET"]),
+            Route("/login/oauth/authorize", self._authorize_endpoint, methods=["GET", "POST"]),
             Route("/login/oauth/access_token", self._token_endpoint, methods=["POST"]),
             Route("/user", self._user_endpoint, methods=["GET"]),
             Route(
@@ -82,7 +83,9 @@ class GitHubStandIn(RestApi):
     # ------------------------------------------------------------ OAuth flow
 
     async def _authorize_endpoint(self, request: Request) -> Response:
+        """GET: GitHub's authorize page; POST: the user picked on it (the picker stands in for GitHub's login)."""
         params = dict(request.query_params)
+        picked = str((await request.form()).get("login", "")) if request.method == "POST" else None
         with self._lock:
             self.authorize_requests.append(dict(params))
         if params.get("client_id") != self.client_id:
@@ -111,8 +114,10 @@ class GitHubStandIn(RestApi):
         code: str | None = None
         with self._lock:
             denied, self.deny_next = self.deny_next, False
-            login = self.current_login
+            login = picked if picked is not None else self.current_login
             user = self._user(login) if login is not None else None
+            if login is None and not denied:  # nobody signed in: GitHub would ask who you are
+                return self._user_picker(request)
             if not denied and user is not None:
                 scopes = () if self.expiring_tokens else parse_scopes(params.get("scope", ""))
                 code = secrets.token_hex(10)
@@ -135,10 +140,21 @@ class GitHubStandIn(RestApi):
         if code is None:
             return page(
                 400,
-                "Not signed in",
-                "No user is signed in to the fake GitHub (set current_login).",
+                "Unknown user",
+                "No such user: pick one of the listed accounts.",
             )
         return RedirectResponse(with_query(redirect_uri, {"code": code, "state": state}), status_code=302)
+
+    def _user_picker(self, request: Request) -> Response:
+        """A page with one button per account; it posts back here with the same query string."""
+        users = sorted(self.users.values(), key=lambda u: u.login.lower())
+        return pages.render(
+            "github_standin.html",
+            app_name="GitHub stand-in",
+            title="Sign in to GitHub",
+            action=f"{request.url.path}?{request.url.query}",
+            users=users,
+        )
 
     @staticmethod
     def _authorize_error(url: str, state: str | None, error: str, description: str, anchor: str) -> Response:
