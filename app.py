@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import audit
 import demo
 from consent import BrowserCookies
 from crypto import Keyring, load_or_create_secret_key
@@ -84,6 +85,7 @@ async def check_startup(settings: Settings) -> None:
 
 
 def build_app(settings: Settings) -> Starlette:
+    audit.configure(settings.audit_log)
     provider = build_provider(settings)
     auth = AuthSettings.model_validate(
         {

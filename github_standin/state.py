@@ -192,6 +192,11 @@ class StandInState:
                 if r.login.lower() == login.lower() and not r.used and r.expires_at > now
             ]
 
+    def issued(self) -> list[str]:
+        """Every code, access token and refresh token this GitHub ever minted (tests check none leaks)."""
+        with self._lock:
+            return [*self._codes, *self._access, *self._refresh]
+
     def count(self, path: str, method: str | None = None) -> int:
         """How many requests hit ``path`` (optionally only with ``method``)."""
         with self._lock:
