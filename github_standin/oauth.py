@@ -35,6 +35,7 @@ from github_standin.model import (
     with_query,
 )
 from github_standin.rest import RestApi
+from github_standin.state import record
 
 
 class GitHubStandIn(RestApi):
@@ -87,7 +88,7 @@ class GitHubStandIn(RestApi):
         params = dict(request.query_params)
         picked = str((await request.form()).get("login", "")) if request.method == "POST" else None
         with self._lock:
-            self.authorize_requests.append(dict(params))
+            record(self.authorize_requests, dict(params))
         if params.get("client_id") != self.client_id:
             return page(404, "Not Found", "No application is registered with this client_id.")
         redirect_uri = params.get("redirect_uri") or self.callback_url
@@ -171,7 +172,7 @@ class GitHubStandIn(RestApi):
         basic = basic_credentials(request)
         wants_json = "json" in request.headers.get("accept", "").lower()
         with self._lock:
-            self.token_requests.append(dict(params))
+            record(self.token_requests, dict(params))
         client_id = params.get("client_id") or (basic[0] if basic else None)
         client_secret = params.get("client_secret") or (basic[1] if basic else None)
         if client_id != self.client_id or client_secret != self.client_secret:
@@ -265,8 +266,8 @@ class GitHubStandIn(RestApi):
             if whole_grant:
                 for other in [t for t in self._access.values() if t.login.lower() == tok.login.lower()]:
                     self._kill(other.token)
-                self.grant_revocations.append(tok.login)
+                record(self.grant_revocations, tok.login)
             else:
                 self._kill(token)
-            self.revocations.append(token)
+            record(self.revocations, token)
         return Response(status_code=204)

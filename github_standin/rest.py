@@ -35,7 +35,7 @@ from github_standin.model import (
     _AccessToken,
     node_id,
 )
-from github_standin.state import StandInState
+from github_standin.state import StandInState, record
 
 
 class RestApi(StandInState):
@@ -112,7 +112,7 @@ class RestApi(StandInState):
             headers["etag"] = etag
         if not_modified:
             with self._lock:
-                self.not_modified.append((request.method, str(request.scope["path"])))
+                record(self.not_modified, (request.method, str(request.scope["path"])))
             return Response(status_code=304, headers=headers)
         return Response(
             body,

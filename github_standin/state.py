@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,6 +29,17 @@ from github_standin.model import (
     random_token,
 )
 
+# What the tests read back (requests, token requests, revocations...) is kept up to this many
+# entries each, so a demo server that runs for days stays small.
+MAX_RECORDS = 10_000
+T = TypeVar("T")
+
+
+def record(log: list[T], item: T) -> None:
+    """Append to one of the test-facing records; the caller holds the lock."""
+    log.append(item)
+    del log[:-MAX_RECORDS]
+
 
 class _RequestLogger:
     """ASGI wrapper recording (method, path) of every request, routed or not."""
@@ -39,12 +51,12 @@ class _RequestLogger:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             with self._fake._lock:
-                self._fake.requests.append((str(scope["method"]), str(scope["path"])))
+                record(self._fake.requests, (str(scope["method"]), str(scope["path"])))
         await self._app(scope, receive, send)
 
 
 class StandInState:
-    """State of one fake github.com with a single registered OAuth/GitHub App.
+    """State of one stand-in github.com with a single registered OAuth/GitHub App.
 
     ``expiring_tokens=False`` behaves like an OAuth App (``gho_`` tokens, scopes,
     no expiry); ``True`` like a GitHub App with expiring user tokens (``ghu_`` +
