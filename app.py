@@ -65,6 +65,7 @@ def key_ring(settings: Settings) -> list[str]:
 
 async def check_startup(settings: Settings) -> None:
     """Before serving: the key ring must read the store, and allow-lists apply to existing sign-ins."""
+    audit.configure(settings.audit_log)  # sign-ins ended below are audited too
     provider = build_provider(settings)
     try:
         checks = provider.keyring.check_values()

@@ -15,19 +15,28 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from settings import ConfigError
+
 _write: Callable[[str], None] | None = None
+_target: str | None = None
 
 
 def configure(target: str) -> None:
-    """Set once at startup: "" is off, "stdout" is standard output, anything else a file path."""
-    global _write
+    """At startup: "" is off, "stdout" is standard output, anything else a file path (opened once)."""
+    global _write, _target
+    if target == _target:
+        return
     if not target:
         _write = None
     elif target == "stdout":
         _write = _to_stdout
     else:
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # identities: owner-only
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # identities: owner-only
+        except OSError as exc:
+            raise ConfigError(f"MCP_AUDIT_LOG cannot be opened for appending ({exc.strerror}): fix the path.") from None
         _write = lambda line: _write_all(fd, line.encode())  # noqa: E731
+    _target = target
 
 
 def enabled() -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,11 @@ from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
     ALL_TOOL_SCOPES,
+    ROOT,
     Browser,
     BrowserStopped,
     ManualClient,
+    ServerProcess,
     bearer_client,
     query,
     refresh_grant,
@@ -115,3 +119,18 @@ async def test_audit_log_records_each_event_once_and_no_secret(
     secrets += ["client-state-123", "no-such-repo"]  # the client's state; a tool argument
     leaked = [s for s in secrets if len(s) >= 8 and s not in (server.url, "S256") and s in text]
     assert not leaked
+
+
+def test_an_audit_log_that_cannot_be_opened_stops_the_server(tmp_path: Path) -> None:
+    server = ServerProcess("http://127.0.0.1:1", tmp_path, env={"MCP_AUDIT_LOG": str(tmp_path / "missing" / "a.log")})
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py")],
+        cwd=tmp_path,
+        env=server.environment(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MCP_AUDIT_LOG cannot be opened" in lines[0], done.stderr
