@@ -43,7 +43,7 @@ class GitHubStandIn(RestApi):
 
     def _build_app(self) -> Starlette:
         routes = [
-            Route("/login/oauth/authorize", self._authorize_endpoint, methods=["GET", "POST"]),
+            Route("/login/oauth/authorize", self._authorize_endpoint, methods=["GET"]),
             Route("/login/oauth/access_token", self._token_endpoint, methods=["POST"]),
             Route("/user", self._user_endpoint, methods=["GET"]),
             Route(
@@ -84,9 +84,9 @@ class GitHubStandIn(RestApi):
     # ------------------------------------------------------------ OAuth flow
 
     async def _authorize_endpoint(self, request: Request) -> Response:
-        """GET: GitHub's authorize page; POST: the user picked on it (the picker stands in for GitHub's login)."""
+        """GitHub's authorize page; with nobody signed in, a user picker stands in for GitHub's login."""
         params = dict(request.query_params)
-        picked = str((await request.form()).get("login", "")) if request.method == "POST" else None
+        picked = params.pop("login", None)  # the picker's choice
         with self._lock:
             record(self.authorize_requests, dict(params))
         if params.get("client_id") != self.client_id:
@@ -147,14 +147,15 @@ class GitHubStandIn(RestApi):
         return RedirectResponse(with_query(redirect_uri, {"code": code, "state": state}), status_code=302)
 
     def _user_picker(self, request: Request) -> Response:
-        """A page with one button per account; it posts back here with the same query string."""
+        """One link per account back to this page with `login` added: links, not a form, so no CSP
+        form-action has to admit the chain of redirects that follows (callback, then the client)."""
         users = sorted(self.users.values(), key=lambda u: u.login.lower())
+        here = f"{request.url.path}?{request.url.query}"
         return pages.render(
             "github_standin.html",
             app_name="GitHub stand-in",
             title="Sign in to GitHub",
-            action=f"{request.url.path}?{request.url.query}",
-            users=users,
+            choices=[(u.login, u.name, with_query(here, {"login": u.login})) for u in users],
         )
 
     @staticmethod

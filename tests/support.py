@@ -169,11 +169,10 @@ class Browser:
             elif response.status_code == 200 and 'action="/consent"' in response.text:
                 data = form_fields(response.text) | {"action": self.consent}
                 method, url = "POST", urljoin(url, "/consent")
-            elif response.status_code == 200 and self.github_login and 'name="login"' in response.text:
-                action = re.search(r'<form method="post" action="([^"]+)">', response.text)
-                assert action is not None, response.text
-                data = {"login": self.github_login}
-                method, url = "POST", urljoin(url, unescape(action.group(1)))
+            elif response.status_code == 200 and self.github_login and "data-login=" in response.text:
+                link = re.search(rf'href="([^"]+)" data-login="{re.escape(self.github_login)}"', response.text)
+                assert link is not None, response.text
+                url = urljoin(url, unescape(link.group(1)))
             else:
                 raise BrowserStopped(response)
         raise AssertionError(f"too many hops: {self.visited}")

@@ -170,11 +170,11 @@ def test_deny_and_not_signed_in_picks_a_user(gh: FakeGitHub, client: httpx2.Clie
     gh.current_login = None  # nobody signed in: the picker asks who you are, as GitHub's login page would
     params = {"client_id": "fake-client-id", "redirect_uri": REDIRECT, "state": "xyz"}
     picker = client.get("/login/oauth/authorize", params=params)
-    assert picker.status_code == 200 and 'name="login" value="octocat"' in picker.text
-    picked = client.post("/login/oauth/authorize", params=params, data={"login": "octocat"})
+    assert picker.status_code == 200 and 'data-login="octocat"' in picker.text
+    picked = client.get("/login/oauth/authorize", params=params | {"login": "octocat"})
     assert picked.status_code == 302 and parse_qs(urlsplit(picked.headers["location"]).query)["state"] == ["xyz"]
     assert "code" in parse_qs(urlsplit(picked.headers["location"]).query)
-    assert client.post("/login/oauth/authorize", params=params, data={"login": "nobody"}).status_code == 400
+    assert client.get("/login/oauth/authorize", params=params | {"login": "nobody"}).status_code == 400
     unknown = client.get("/login/oauth/authorize", params={"client_id": "other"})
     assert unknown.status_code == 404 and "location" not in unknown.headers
 
