@@ -25,7 +25,8 @@ async def test_fresh_clone_demo_signs_in_and_calls_tools(tmp_path: Path) -> None
             assert repo.structured_content["full_name"] == "octocat/hello-world"
             visited = " ".join(user.browser.visited)
         assert "/consent" in visited and "/demo-github/login/oauth/authorize" in visited
-        page = httpx2.get(f"{server.url}/github/callback", timeout=10)
+        async with httpx2.AsyncClient(timeout=10) as http:
+            page = await http.get(f"{server.url}/github/callback")
         assert page.status_code == 400 and "Demo mode" in page.text  # the banner is on every page
         assert "WARNING mcp_server: DEMO MODE" in server.log()
     assert not _leftovers(tmp_path, server.log())
