@@ -18,6 +18,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import audit
+import demo
 from consent import BrowserCookies
 from crypto import Keyring, load_or_create_secret_key
 from github_api import GitHubClient, new_http_client
@@ -63,6 +65,7 @@ def key_ring(settings: Settings) -> list[str]:
 
 async def check_startup(settings: Settings) -> None:
     """Before serving: the key ring must read the store, and allow-lists apply to existing sign-ins."""
+    audit.configure(settings.audit_log)  # sign-ins ended below are audited too
     provider = build_provider(settings)
     try:
         checks = provider.keyring.check_values()
@@ -83,6 +86,7 @@ async def check_startup(settings: Settings) -> None:
 
 
 def build_app(settings: Settings) -> Starlette:
+    audit.configure(settings.audit_log)
     provider = build_provider(settings)
     auth = AuthSettings.model_validate(
         {
@@ -115,6 +119,8 @@ def build_app(settings: Settings) -> Starlette:
         settings, provider, BrowserCookies(settings, provider.keyring), auth, list(SCOPES)
     )
     app.state.provider = provider  # for benchmarks and in-process tests
+    if settings.demo:
+        demo.mount(app, settings)
     app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider)
     app.add_middleware(RequestLog)
     app.add_middleware(

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+import audit
 import pages
 from crypto import Keyring, new_secret, token_hash
 from github_provider import GitHubOAuthProvider, PendingAuthorization
@@ -136,6 +137,7 @@ class ConsentPage:
         if approved is None:
             return self._expired()
         github_url, state = approved
+        audit.event("consent_given", client_id=pending.client_id, scopes=pending.scopes)
         response = RedirectResponse(github_url, status_code=303)
         self.cookies.bind_login(request, response, state)
         if not self.settings.consent_always_ask:

@@ -28,6 +28,7 @@ from mcp.server.auth.provider import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl, BaseModel
 
+import audit
 from admission import Admission
 from cimd import ClientDocuments, DocumentError, is_document_url, verified_host
 from crypto import Keyring, new_secret, s256, token_hash
@@ -207,7 +208,9 @@ class GitHubOAuthProvider(
         record = await self.storage.take_pending(token_hash(request_id), time.time())
         if record is None:
             return None
-        return PendingAuthorization.model_validate(record).redirect(error="access_denied")
+        pending = PendingAuthorization.model_validate(record)
+        audit.event("consent_denied", client_id=pending.client_id, scopes=pending.scopes)
+        return pending.redirect(error="access_denied")
 
     def _github_verifier(self, state: str) -> str:
         """PKCE verifier toward GitHub, derived from the secret state so it need not be stored."""
@@ -275,6 +278,7 @@ class GitHubOAuthProvider(
         if grant is None:
             return False
         await self.storage.kill_grant(grant_id)
+        audit.event("grant_killed", login=grant.github_login, client_id=grant.client_id, reason="user_disconnected")
         await self._release_upstream(Released(grant, last_of_subject=len(connected) == 1))
         return True
 
@@ -305,6 +309,7 @@ class GitHubOAuthProvider(
             await self.github.revoke(tokens.access_token)
             return failed
         if admitted_via is None:
+            audit.event("admission_refused", login=login, github_id=github_id, client_id=pending.client_id)
             await self.github.revoke(tokens.access_token)  # nothing is kept for a refused user
             denied = pending.redirect(error="access_denied", error_description="This GitHub account is not allowed")
             return LoginOutcome(denied, refused_login=login)
@@ -331,6 +336,7 @@ class GitHubOAuthProvider(
         await self.storage.record_consent(
             subject, pending.client_id, pending.redirect_uri, " ".join(pending.scopes), now
         )
+        audit.event("sign_in", login=login, github_id=github_id, client_id=pending.client_id, scopes=pending.scopes)
         code = new_secret()
         record = GitHubAuthorizationCode(
             code="",
@@ -453,6 +459,7 @@ class GitHubOAuthProvider(
         rows = self._token_rows(rotated, access, refresh)
         # RFC 9700 §4.14.2: single-use refresh token; rotation and its new tokens are one atomic step.
         if await self.storage.rotate_family(refresh_token.family_id, refresh_token.generation, scopes, rows, now):
+            audit.event("token_refreshed", login=record.grant.github_login, client_id=client.client_id)
             await self.storage.touch_client(client.client_id, now)
             return self._answer(rotated, access, refresh, now)
         family = (await self._current(refresh_token)).family
@@ -464,6 +471,7 @@ class GitHubOAuthProvider(
             return self._answer(family, access, refresh, now)
         # RFC 9700 §4.14.2: refresh token reuse revokes the whole family.
         logger.warning("Refresh token reuse detected; revoking token family %s", family.family_id)
+        audit.event("refresh_reuse", login=record.grant.github_login, client_id=client.client_id)
         await self._revoke_family(family)
         raise TokenError("invalid_grant", "refresh token was already used")
 
@@ -533,6 +541,7 @@ class GitHubOAuthProvider(
         """Revoke the family of `token` (access or refresh) if it belongs to `client_id`."""
         record = await self.storage.get_token(token_hash(token))
         if record is not None and record.family.client_id == client_id:
+            audit.event("revocation", login=record.grant.github_login, client_id=client_id)
             await self._revoke_family(record.family)
 
     async def _revoke_code(self, code_hash: str) -> None:
@@ -564,6 +573,7 @@ class GitHubOAuthProvider(
             logger.warning("Could not revoke a GitHub token at GitHub (it stays valid there until it expires)")
 
     async def _end_grant(self, grant: Grant) -> None:
+        audit.event("grant_killed", login=grant.github_login, client_id=grant.client_id, reason="not_admitted")
         await self.storage.kill_grant(grant.grant_id)
         await self._revoke_upstream(grant.token_enc)
 
@@ -631,6 +641,7 @@ class GitHubOAuthProvider(
     async def grant_revoked(self, grant_id: str) -> None:
         """GitHub no longer honours this grant: every MCP token on it stops working."""
         logger.info("GitHub grant %s is no longer valid; its MCP tokens are revoked", grant_id)
+        audit.event("grant_killed", grant_id=grant_id, reason="github_refused")
         await self.storage.kill_grant(grant_id)
 
 

@@ -9,6 +9,7 @@ import sys
 
 import uvicorn
 
+import demo
 from app import build_app, check_startup
 from settings import ConfigError, load_settings
 
@@ -20,6 +21,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="bind address (MCP_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (MCP_PORT, default 8000)")
+    parser.add_argument("--demo", action="store_true", help="run with a built-in GitHub stand-in, nothing to set up")
     return parser.parse_args(argv)
 
 
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings(transport=args.transport, host=args.host, port=args.port)
+        overrides = demo.settings_overrides() if args.demo else {}
+        settings = load_settings(transport=args.transport, host=args.host, port=args.port, **overrides)
         asyncio.run(check_startup(settings))
         app = build_app(settings)
     except ConfigError as exc:

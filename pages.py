@@ -13,6 +13,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
+# Set once by `demo.py` when the server runs with --demo: every page then carries the demo banner.
+DEMO = False
+
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -29,7 +32,7 @@ def render(
 ) -> HTMLResponse:
     """`form_targets`: origins a form on the page may lead to (CSP form-action also covers its redirects)."""
     nonce = secrets.token_urlsafe(16)
-    html = _env.get_template(template).render(app_name=app_name, nonce=nonce, **context)
+    html = _env.get_template(template).render(app_name=app_name, nonce=nonce, demo=DEMO, **context)
     form_action = " ".join(("'self'", *form_targets))
     csp = (
         f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self'; form-action {form_action}; "

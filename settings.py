@@ -17,6 +17,7 @@ Transport = Literal["streamable-http", "sse"]
 
 CommaList = Annotated[list[str], NoDecode]
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 HOUR = 3600
 DAY = 24 * HOUR
 
@@ -73,6 +74,10 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=100_000, ge=1, le=10_000_000)  # get_file_contents returns at most this
     github_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)  # per-process ETag cache of GitHub answers
 
+    # Demo mode and audit log (demo.py, audit.py)
+    demo: bool = False  # set by `main.py --demo`: GitHub is the built-in stand-in, on loopback only
+    audit_log: str = ""  # "stdout" or a file path: one JSON line per security event; empty is off
+
     @field_validator(
         "allowed_redirect_schemes",
         "allowed_github_users",
@@ -124,6 +129,19 @@ class Settings(BaseSettings):
             raise ValueError("MCP_SERVER_URL must be an origin such as https://mcp.example.com, without a path")
         if self.cimd_allow_http_loopback and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
             raise ValueError("MCP_CIMD_ALLOW_HTTP_LOOPBACK is for local development only: unset it off localhost")
+        return self
+
+    @model_validator(mode="after")
+    def _demo_on_loopback(self) -> Settings:
+        if not self.demo:
+            return self
+        if self.host not in LOOPBACK_HOSTS or urlsplit(self.server_url).hostname not in LOOPBACK_HOSTS:
+            # The stand-in lets anyone sign in as anyone: it must not be reachable from other machines.
+            raise ValueError(
+                "--demo serves on loopback only: drop --host, MCP_HOST and MCP_SERVER_URL, or set them to localhost"
+            )
+        host = "[::1]" if self.host == "::1" else "127.0.0.1"
+        self.github_url = self.github_api_url = f"http://{host}:{self.port}/demo-github"
         return self
 
     @property

@@ -49,10 +49,11 @@ class ServerProcess:
     env: dict[str, str | None] = field(default_factory=dict)  # None unsets a default
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    demo: bool = False  # `main.py --demo --port N` with no MCP_* variable at all, as on a fresh clone
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{'localhost' if self.demo else '127.0.0.1'}:{self.port}"
 
     @property
     def mcp_url(self) -> str:
@@ -64,6 +65,8 @@ class ServerProcess:
 
     def environment(self) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
+        if self.demo:
+            return keep
         merged: dict[str, str | None] = {
             **keep,
             **{
@@ -88,7 +91,8 @@ class ServerProcess:
         log = self.log_path.open("ab")
         # cwd is the data directory so that no developer's .env leaks into the tests.
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py"), "--transport", self.transport],
+            [sys.executable, str(ROOT / "main.py"), "--transport", self.transport]
+            + (["--demo", "--port", str(self.port)] if self.demo else []),
             cwd=self.data_dir,
             env=self.environment(),
             stdout=log,
@@ -143,9 +147,10 @@ def form_fields(html: str) -> dict[str, str]:
 class Browser:
     """A scripted browser: follows redirects by hand, keeps cookies, answers the consent page."""
 
-    def __init__(self, consent: Literal["approve", "deny"] = "approve") -> None:
+    def __init__(self, consent: Literal["approve", "deny"] = "approve", github_login: str | None = None) -> None:
         self.http = httpx2.AsyncClient(timeout=10)
         self.consent = consent
+        self.github_login = github_login  # whom to pick on the GitHub stand-in's user picker
         self.visited: list[str] = []
         self.last_response: httpx2.Response | None = None
 
@@ -164,6 +169,10 @@ class Browser:
             elif response.status_code == 200 and 'action="/consent"' in response.text:
                 data = form_fields(response.text) | {"action": self.consent}
                 method, url = "POST", urljoin(url, "/consent")
+            elif response.status_code == 200 and self.github_login and "data-login=" in response.text:
+                link = re.search(rf'href="([^"]+)" data-login="{re.escape(self.github_login)}"', response.text)
+                assert link is not None, response.text
+                url = urljoin(url, unescape(link.group(1)))
             else:
                 raise BrowserStopped(response)
         raise AssertionError(f"too many hops: {self.visited}")
@@ -207,10 +216,16 @@ class MemoryTokens:
 class McpUser:
     """An MCP client (the SDK's own OAuth client) with a browser whose hops are scripted."""
 
-    def __init__(self, server: ServerProcess, storage: MemoryTokens | None = None, scope: str | None = None) -> None:
+    def __init__(
+        self,
+        server: ServerProcess,
+        storage: MemoryTokens | None = None,
+        scope: str | None = None,
+        github_login: str | None = None,
+    ) -> None:
         self.server = server
         self.storage = storage or MemoryTokens()
-        self.browser = Browser()
+        self.browser = Browser(github_login=github_login)
         self._redirect: str | None = None
         metadata = OAuthClientMetadata(
             redirect_uris=[CLIENT_REDIRECT],  # type: ignore[list-item]

@@ -3,6 +3,8 @@ through this server, and disconnects one; its tokens stop working and the others
 
 from __future__ import annotations
 
+import json
+
 import httpx2
 import pytest
 from playwright.async_api import Browser
@@ -30,7 +32,7 @@ async def account_session(http: httpx2.AsyncClient, server: ServerProcess) -> ht
 async def test_see_two_apps_and_disconnect_one_in_a_real_browser(
     github: FakeGitHub, start_server: StartServer, chromium: Browser
 ) -> None:
-    server = start_server()
+    server = start_server(env={"MCP_AUDIT_LOG": "audit.log"})
     editor = await sign_in_tokens(server)
     inspector = await sign_in_tokens(server)
     page = await new_page(chromium)
@@ -50,6 +52,9 @@ async def test_see_two_apps_and_disconnect_one_in_a_real_browser(
     # Exactly one app lost its access; the other one still works.
     assert sorted([await mcp_status(server, editor.access), await mcp_status(server, inspector.access)]) == [200, 401]
     assert len(github.revocations) >= 2  # the disconnected app's GitHub token, and the page's own sign-in token
+    events = [json.loads(line) for line in (server.data_dir / "audit.log").read_text().splitlines()]
+    (killed,) = [e for e in events if e["event"] == "grant_killed"]
+    assert killed["reason"] == "user_disconnected" and killed["login"] == "alice"
 
 
 async def test_disconnect_needs_the_pages_csrf_token_and_the_users_own_grant(

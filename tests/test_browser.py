@@ -29,6 +29,7 @@ from tests.support import (
     exchange_code,
     query,
     register_client,
+    running_server,
 )
 
 pytestmark = pytest.mark.anyio
@@ -222,3 +223,27 @@ async def test_consent_page_cannot_be_framed_by_another_origin(
     assert framed is not None
     assert await framed.locator("form").count() == 0  # ...but Chromium refused to show it
     assert framed.url.startswith("chrome-error://")  # Chromium's "refused to connect" page
+
+
+async def test_demo_sign_in_in_a_real_browser_picks_a_user_and_reaches_the_client(
+    tmp_path: Path, site: ClientSite, chromium: Browser
+) -> None:
+    """`--demo`: consent, then the stand-in's user picker, then the client, under every page's CSP."""
+    with running_server("", tmp_path, demo=True) as demo:
+        auth = await registered(demo, site)
+        page = await new_page(chromium)
+        await page.goto(auth.url)
+        assert "Demo mode" in await page.get_by_role("note").inner_text()
+        await page.get_by_role("button", name="Approve").click()
+        await page.wait_for_url("**/demo-github/login/oauth/authorize?**")
+        assert await page.get_by_role("note").is_visible()
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "demo-picker.png"), full_page=True)
+
+        async with page.expect_navigation(url=f"{site.redirect_uri}?**"):
+            await page.get_by_role("link", name="octocat (The Octocat)").click()
+
+        (received,) = site.received
+        async with httpx2.AsyncClient(timeout=10) as http:
+            tokens = await exchange_code(http, demo.url, auth, query(received)["code"])
+        assert tokens.status_code == 200, tokens.text

@@ -160,19 +160,21 @@ def test_expiring_tokens_refresh_rotation(gh: FakeGitHub, client: httpx2.Client)
     assert refused["error"] == "bad_refresh_token"
 
 
-def test_deny_and_not_signed_in(gh: FakeGitHub, client: httpx2.Client) -> None:
+def test_deny_and_not_signed_in_picks_a_user(gh: FakeGitHub, client: httpx2.Client) -> None:
     gh.add_user("octocat", id=1)
     gh.current_login = "octocat"
     gh.deny_next = True
     query = authorize(client, state="xyz")
     assert query["error"] == ["access_denied"] and query["state"] == ["xyz"]
     assert "code" not in query and gh.deny_next is False
-    gh.current_login = None
-    resp = client.get(
-        "/login/oauth/authorize",
-        params={"client_id": "fake-client-id", "redirect_uri": REDIRECT},
-    )
-    assert resp.status_code == 400
+    gh.current_login = None  # nobody signed in: the picker asks who you are, as GitHub's login page would
+    params = {"client_id": "fake-client-id", "redirect_uri": REDIRECT, "state": "xyz"}
+    picker = client.get("/login/oauth/authorize", params=params)
+    assert picker.status_code == 200 and 'data-login="octocat"' in picker.text
+    picked = client.get("/login/oauth/authorize", params=params | {"login": "octocat"})
+    assert picked.status_code == 302 and parse_qs(urlsplit(picked.headers["location"]).query)["state"] == ["xyz"]
+    assert "code" in parse_qs(urlsplit(picked.headers["location"]).query)
+    assert client.get("/login/oauth/authorize", params=params | {"login": "nobody"}).status_code == 400
     unknown = client.get("/login/oauth/authorize", params={"client_id": "other"})
     assert unknown.status_code == 404 and "location" not in unknown.headers
 

@@ -27,7 +27,7 @@ from github_provider import GitHubOAuthProvider
 from scopes import TOOL_SCOPES
 from settings import ConfigError, Settings
 from tools import issues, pulls, repos, users
-from tools.core import READ, GitHubCaller, scoped_tool
+from tools.core import READ, GitHubCaller, audit_tools, scoped_tool
 
 __all__ = ["READ", "GitHubCaller", "register_tools", "scoped_tool"]
 
@@ -37,6 +37,7 @@ def register_tools(mcp: MCPServer, provider: GitHubOAuthProvider) -> None:
     for module in (users, repos, issues, pulls):
         module.register(mcp, github)
     select_tools(mcp, provider.settings)
+    audit_tools(mcp, provider)
 
 
 def select_tools(mcp: MCPServer, settings: Settings) -> None:

@@ -6,6 +6,7 @@ the SDK answers with a tool error naming the field (a `limit` out of range is re
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -16,6 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, Field
 
+import audit
 from github_api import (
     GitHubClient,
     GitHubError,
@@ -75,6 +77,32 @@ class GitHubCaller:
             raise ToolError(f"{exc}.") from None
         except GitHubError as exc:
             raise ToolError(f"{exc}. Try again in a moment.") from None
+
+
+def audit_tools(mcp: MCPServer, provider: GitHubOAuthProvider) -> None:
+    """With MCP_AUDIT_LOG set, every tool run records a `tool_called` line: name, caller, outcome, no arguments."""
+    if not audit.enabled():
+        return
+    for tool in mcp._tool_manager.list_tools():  # wrapping `fn` keeps the schema the SDK derived from it
+        tool.fn = _audited(tool.name, tool.fn, provider)
+
+
+def _audited(name: str, fn: Callable[..., Awaitable[Any]], provider: GitHubOAuthProvider) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def run(**arguments: Any) -> Any:
+        outcome = "error"
+        try:
+            result = await fn(**arguments)
+            outcome = "ok"
+            return result
+        finally:
+            access = get_access_token()
+            grant = await provider.storage.get_grant(access.grant_id) if isinstance(access, GitHubAccessToken) else None
+            who = {"login": grant.github_login} if grant else {}
+            client = access.client_id if access else None
+            audit.event("tool_called", tool=name, **who, client_id=client, outcome=outcome)
+
+    return run
 
 
 def scoped_tool(mcp: MCPServer, scope: str, **options: Any) -> Callable[[F], F]:
