@@ -20,10 +20,9 @@ from urllib.parse import urlsplit
 
 import httpx2
 from mcp.server.auth.provider import RegistrationError
-from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import ValidationError
 
-from registration import LOOPBACK_HOSTS, redirect_uri_problem, trim_registration
+from registration import LOOPBACK_HOSTS, Client, redirect_uri_problem, trim_registration
 
 MAX_DOCUMENT = 16 * 1024
 TIMEOUT = httpx2.Timeout(5.0)
@@ -53,9 +52,9 @@ class ClientDocuments:
         self.http = http
         self.allowed_schemes = allowed_schemes
         self.allow_http_loopback = allow_http_loopback
-        self._cache: OrderedDict[str, tuple[float, OAuthClientInformationFull]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, Client]] = OrderedDict()
 
-    async def get(self, url: str) -> OAuthClientInformationFull:
+    async def get(self, url: str) -> Client:
         """The validated document at `url` (from the cache while fresh), or DocumentError."""
         cached = self._cache.get(url)
         if cached is not None and cached[0] > time.monotonic():
@@ -68,7 +67,7 @@ class ClientDocuments:
             self._cache.popitem(last=False)
         return client.model_copy(deep=True)
 
-    async def _fetch(self, url: str) -> tuple[OAuthClientInformationFull, float]:
+    async def _fetch(self, url: str) -> tuple[Client, float]:
         parts = urlsplit(url)
         if parts.username or parts.password or parts.fragment or not parts.hostname:
             raise DocumentError("the client_id URL must be a plain https URL with a host")
@@ -101,7 +100,7 @@ class ClientDocuments:
             raise DocumentError(f"the client's metadata document could not be fetched ({type(exc).__name__})") from None
         return self._validate(url, bytes(body)), _lifetime(cache_control)
 
-    def _validate(self, url: str, body: bytes) -> OAuthClientInformationFull:
+    def _validate(self, url: str, body: bytes) -> Client:
         try:
             document = json.loads(body)
         except ValueError:
@@ -115,7 +114,7 @@ class ClientDocuments:
             if problem:
                 raise DocumentError(f"the document lists a redirect URI that is not allowed: {problem}")
         try:
-            client = OAuthClientInformationFull.model_validate(document | {"token_endpoint_auth_method": "none"})
+            client = Client.model_validate(document | {"token_endpoint_auth_method": "none"})
             trim_registration(client, self.allowed_schemes)
         except ValidationError:
             raise DocumentError("the client's metadata document is not valid client metadata") from None

@@ -34,7 +34,7 @@ from cimd import ClientDocuments, DocumentError, is_document_url, verified_host
 from crypto import Keyring, new_secret, s256, token_hash
 from github_api import GitHubClient, GitHubError, GitHubOAuthError
 from ratelimit import client_origin
-from registration import trim_registration
+from registration import Client, trim_registration
 from scopes import DEFAULT_SCOPES, SCOPES, github_scopes
 from settings import Settings
 from storage import Family, Grant, PendingLimits, Released, Storage, TokenRecord, TokenRow, new_id
@@ -128,7 +128,7 @@ class GitHubOAuthProvider(
         info_json = await self.storage.get_client(client_id)
         if info_json is None:
             return None
-        client = OAuthClientInformationFull.model_validate_json(info_json)
+        client = Client.model_validate_json(info_json)
         if client.client_secret:
             client.client_secret = self.keyring.decrypt_client_secret(client.client_secret)
         return client

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from mcp.server.auth.provider import RegistrationError
 from mcp.shared.auth import OAuthClientInformationFull
+from pydantic import AnyUrl
 
 MAX_REDIRECT_URIS = 10
 MAX_URI = 2000
@@ -34,6 +35,25 @@ UNUSED = (
     "software_id",
     "software_version",
 )
+
+
+class Client(OAuthClientInformationFull):
+    """A client as this server knows it: redirect URIs match exactly, except that a loopback one
+    matches on any port (RFC 8252 §7.3: native apps take whatever port is free)."""
+
+    def validate_redirect_uri(self, redirect_uri: AnyUrl | None) -> AnyUrl:
+        if redirect_uri is not None and any(_same_but_port(redirect_uri, r) for r in self.redirect_uris or []):
+            return redirect_uri
+        return super().validate_redirect_uri(redirect_uri)
+
+
+def _same_but_port(requested: AnyUrl, registered: AnyUrl) -> bool:
+    asked, known = urlsplit(str(requested)), urlsplit(str(registered))
+    return (
+        known.scheme == asked.scheme == "http"
+        and known.hostname in LOOPBACK_HOSTS
+        and (asked.hostname, asked.path, asked.query) == (known.hostname, known.path, known.query)
+    )
 
 
 def redirect_uri_problem(uri: str, allowed_schemes: list[str]) -> str | None:

@@ -7,7 +7,7 @@ import pytest
 
 from registration import redirect_uri_problem
 from tests.conftest import StartServer
-from tests.support import ServerProcess
+from tests.support import ServerProcess, authorize_request, register_client
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +72,27 @@ def test_redirect_uri_rules() -> None:
         assert redirect_uri_problem(uri, ["cursor", "vscode"]) is not None, uri
     for uri in ACCEPTED:
         assert redirect_uri_problem(uri, ["cursor", "vscode"]) is None, uri
+
+
+@pytest.mark.parametrize(
+    ("registered", "requested", "accepted"),
+    [
+        ("http://127.0.0.1/callback", "http://127.0.0.1:54321/callback", True),  # VS Code's fallback port
+        ("http://localhost:33418/", "http://localhost:40001/", True),
+        ("http://[::1]:1/cb", "http://[::1]:2/cb", True),
+        ("http://127.0.0.1/callback", "http://127.0.0.1:54321/other", False),
+        ("http://127.0.0.1/callback", "http://localhost:54321/callback", False),
+        ("https://app.example.com/cb", "https://app.example.com:8443/cb", False),
+    ],
+)
+async def test_loopback_redirect_uris_match_on_any_port(
+    server: ServerProcess, registered: str, requested: str, accepted: bool
+) -> None:
+    """RFC 8252 §7.3: a native app's loopback redirect takes whatever port is free."""
+    async with httpx2.AsyncClient(timeout=10) as http:
+        client_id = await register_client(http, server.url, [registered])
+        response = await http.get(authorize_request(server.url, client_id, requested).url)
+    if accepted:
+        assert response.status_code == 302 and response.headers["location"].startswith(f"{server.url}/consent?")
+    else:
+        assert response.status_code == 400 and "location" not in response.headers
