@@ -26,7 +26,7 @@ from ratelimit import RateLimit
 from routes import server_routes
 from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge
 from settings import ConfigError, Settings
-from storage import StorageURLError, open_storage
+from storage import StorageURLError, StoreUnavailable, open_storage
 from storage.sqlite import sqlite_path
 from tools import register_tools
 
@@ -38,7 +38,11 @@ MCP_PATHS = {"/mcp", "/sse", "/messages"}
 def build_provider(settings: Settings) -> GitHubOAuthProvider:
     """The provider with its store, keys and GitHub client; raises ConfigError for bad settings."""
     try:
-        storage = open_storage(settings.storage_url)
+        storage = open_storage(
+            settings.storage_url,
+            unused_client_seconds=settings.unused_client_seconds,
+            idle_client_seconds=settings.idle_client_seconds,
+        )
     except StorageURLError as exc:
         raise ConfigError(str(exc)) from None
     github = GitHubClient(
@@ -65,7 +69,10 @@ async def check_startup(settings: Settings) -> None:
     provider = build_provider(settings)
     try:
         checks = provider.keyring.check_values()
-        stored = await provider.storage.key_check()
+        try:
+            stored = await provider.storage.key_check()
+        except StoreUnavailable:
+            raise ConfigError("MCP_STORAGE_URL names a store that cannot be reached: start it or fix the URL.") from None
         if stored is not None and stored not in checks:
             raise ConfigError(
                 "MCP_SECRET_KEY cannot read the stored data (it is not the key it was written with): "

@@ -5,8 +5,8 @@ codes and states, and GitHub tokens and client secrets already encrypted. Every 
 compare-and-set step is one method here, atomic in each backend, so that two processes (or
 replicas) sharing a store can never both win it.
 
-Backends: `sqlite.py` (embedded default). To add one, implement `Storage` and pick it in
-`open_storage`.
+Backends: `sqlite.py` (embedded default) and `redis_store.py` (shared by several replicas; its
+scripts in `lua.py`). To add one, implement `Storage` and pick it in `open_storage`.
 """
 
 from __future__ import annotations
@@ -96,7 +96,15 @@ class PendingLimits:
     total: int
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now (Redis down, network lost): answer 503 and try again later."""
+
+
 class Storage(Protocol):
+    async def ping(self) -> None:
+        """Raises StoreUnavailable unless the store answers."""
+        ...
+
     # Key check value: a fingerprint of the secret key that wrote this store (see crypto.Keyring).
     async def key_check(self) -> str | None: ...
     async def set_key_check(self, value: str) -> None: ...
@@ -206,10 +214,19 @@ class StorageURLError(ValueError):
     """MCP_STORAGE_URL names no store this server can open."""
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, unused_client_seconds: int, idle_client_seconds: int) -> Storage:
+    """The store named by `url`. The client lifetimes are for stores that expire clients by themselves
+    (Redis TTLs) rather than in `sweep`."""
     from storage.sqlite import SQLiteStorage, sqlite_path
 
+    if url.startswith(("redis://", "rediss://")):
+        from storage.redis_store import RedisStorage
+
+        return RedisStorage(url, unused_client_seconds=unused_client_seconds, idle_client_seconds=idle_client_seconds)
     path = sqlite_path(url)
     if path is None:
-        raise StorageURLError(f"MCP_STORAGE_URL={url!r} is not supported: use sqlite:///path/to/file.sqlite3.")
+        raise StorageURLError(
+            "MCP_STORAGE_URL is not supported: use sqlite:///path/to/file.sqlite3, redis://HOST:PORT/DB"
+            " or rediss://:PASSWORD@HOST:PORT/DB."
+        )
     return SQLiteStorage(path)

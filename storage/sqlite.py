@@ -100,6 +100,9 @@ class SQLiteStorage:
         row: sqlite3.Row | None = self._run(sql, params).fetchone()
         return row
 
+    async def ping(self) -> None:
+        self._one("SELECT 1")
+
     async def key_check(self) -> str | None:
         row = self._one("SELECT value FROM meta WHERE name = 'key_check'")
         return None if row is None else str(row["value"])
