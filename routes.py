@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
@@ -18,6 +19,7 @@ import pages
 from consent import BrowserCookies, ConsentPage
 from github_provider import MAX_STATE, GitHubOAuthProvider
 from settings import Settings
+from storage import StoreUnavailable, store_failure
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,10 @@ class Authorize:
         self.sdk = AuthorizationHandler(provider)
 
     async def handle(self, request: Request) -> Response:
+        store_failure.set(None)
         response = await self.sdk.handle(request)
+        if (failure := store_failure.get()) is not None:
+            raise failure  # the SDK turns every exception into a server_error redirect: answer 503 instead
         location = response.headers.get("location")
         if location is None or location.startswith(f"{self.issuer}/"):
             return response  # the way to our own consent page, not an answer to the client
@@ -121,8 +126,17 @@ class Revocation:
         return Response(status_code=200, headers=NO_STORE)  # RFC 7009 §2.2: 200 for unknown tokens too
 
 
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+def healthz(provider: GitHubOAuthProvider) -> Callable[[Request], Awaitable[Response]]:
+    """200 while the store answers, 503 when it does not (a load balancer then routes around this replica)."""
+
+    async def health(request: Request) -> Response:
+        try:
+            await provider.storage.ping()
+        except StoreUnavailable:
+            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503, {"Retry-After": "5"})
+        return JSONResponse({"status": "ok"})
+
+    return health
 
 
 def metadata_routes(auth: AuthSettings, scopes: list[str], app_name: str) -> list[BaseRoute]:
@@ -166,5 +180,5 @@ def server_routes(
         Route(
             "/revoke", cors_middleware(Revocation(provider).handle, ["POST", "OPTIONS"]), methods=["POST", "OPTIONS"]
         ),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz", healthz(provider), methods=["GET"]),
     ]

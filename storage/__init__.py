@@ -12,6 +12,7 @@ scripts in `lua.py`). To add one, implement `Storage` and pick it in `open_stora
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,6 +99,10 @@ class PendingLimits:
 
 class StoreUnavailable(Exception):
     """The store cannot be reached right now (Redis down, network lost): answer 503 and try again later."""
+
+
+# The last StoreUnavailable of this request, for callers whose library swallows exceptions (the SDK's /authorize).
+store_failure: ContextVar[StoreUnavailable | None] = ContextVar("store_failure", default=None)
 
 
 class Storage(Protocol):

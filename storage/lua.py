@@ -242,7 +242,7 @@ if #family == 0 then return nil end
 local grant = redis.call('HGETALL', p .. 'grant:' .. redis.call('HGET', p .. 'family:' .. family_id, 'grant_id'))
 if #grant == 0 then return nil end
 return {token, family, grant}
-"""
+"""  # noqa: S105 (a script, not a password)
 
 # ARGV: prefix, then tokens
 ADD_TOKENS = """

@@ -23,7 +23,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from storage import Family, Grant, PendingLimits, Released, StoreUnavailable, Swept, TokenRecord, TokenRow, lua
+from storage import (
+    Family,
+    Grant,
+    PendingLimits,
+    Released,
+    StoreUnavailable,
+    Swept,
+    TokenRecord,
+    TokenRow,
+    lua,
+    store_failure,
+)
 
 PREFIX = "mcp:"
 TIMEOUT_SECONDS = 5
@@ -83,10 +94,12 @@ class RedisStorage:
         return None if full is None else str(full)
 
     async def get_pending(self, key: str, now: float) -> dict[str, Any] | None:
-        row = await self.redis.hmget(f"{PREFIX}pending:{key}", ["stage", "expires_at", "record"])
-        if row[0] != "consent" or float(row[1]) <= now:
+        stage, expires_at, record = cast(
+            list[str], await self.redis.hmget(f"{PREFIX}pending:{key}", ["stage", "expires_at", "record"])
+        )
+        if stage != "consent" or float(expires_at) <= now:
             return None
-        return dict(json.loads(row[2]))
+        return dict(json.loads(record))
 
     async def approve_pending(self, key: str, state_hash: str, github_seconds: float, now: float) -> bool:
         return bool(await self._run("APPROVE_PENDING", key, state_hash, github_seconds, now))
@@ -102,7 +115,9 @@ class RedisStorage:
         await self._run("SAVE_CODE", code_hash, json.dumps(record), grant_id, expires_at)
 
     async def get_code(self, code_hash: str) -> tuple[dict[str, Any], bool] | None:
-        record, used_at = await self.redis.hmget(f"{PREFIX}code:{code_hash}", ["record", "used_at"])
+        record, used_at = cast(
+            list[str | None], await self.redis.hmget(f"{PREFIX}code:{code_hash}", ["record", "used_at"])
+        )
         return None if record is None else (dict(json.loads(record)), used_at is not None)
 
     async def redeem_code(self, code_hash: str, family: Family, tokens: list[tuple[str, TokenRow]], now: float) -> bool:
@@ -118,12 +133,12 @@ class RedisStorage:
         return str(grant_id), replaced
 
     async def get_grant(self, grant_id: str) -> Grant | None:
-        row = await self.redis.hgetall(f"{PREFIX}grant:{grant_id}")
+        row = cast(dict[str, str], await self.redis.hgetall(f"{PREFIX}grant:{grant_id}"))
         return _grant(row) if row else None
 
     async def grants(self) -> list[Grant]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for grant_id in await self.redis.smembers(f"{PREFIX}grants"):
+            for grant_id in cast(set[str], await self.redis.smembers(f"{PREFIX}grants")):
                 pipe.hgetall(f"{PREFIX}grant:{grant_id}")
             rows = await pipe.execute()
         return [grant for grant in (_grant(row) for row in rows if row) if not grant.dead]
@@ -219,7 +234,9 @@ def _unavailable_on_connection_loss(method: Callable[..., Awaitable[T]]) -> Call
         try:
             return await method(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis is unreachable ({type(exc).__name__})") from exc
+            failure = StoreUnavailable(f"Redis is unreachable ({type(exc).__name__})")
+            store_failure.set(failure)
+            raise failure from exc
 
     return call
 

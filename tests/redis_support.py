@@ -44,8 +44,19 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = (self.directory / "redis.log").open("ab")
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--dir", str(self.directory), "--save", "",
-             "--appendonly", "yes", "--bind", "127.0.0.1"],
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

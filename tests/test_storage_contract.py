@@ -110,7 +110,9 @@ async def test_pending_stages_are_single_use(stores: OpenStore) -> None:
     stored = await a.add_pending("k1", {"x": 1}, client_id="c", origin="o", expires_at=now + 60, limits=LIMITS, now=now)
     assert stored is None  # no cap reached
     assert await b.get_pending("k1", now) == {"x": 1}
-    approvals = await asyncio.gather(*(s.approve_pending("k1", f"state{i}", 600, now) for i, s in enumerate([a, b] * 3)))
+    approvals = await asyncio.gather(
+        *(s.approve_pending("k1", f"state{i}", 600, now) for i, s in enumerate([a, b] * 3))
+    )
     assert approvals.count(True) == 1
     winner = f"state{approvals.index(True)}"
     assert await a.get_pending("k1", now) is None  # no longer at the consent stage
@@ -153,7 +155,9 @@ async def test_pending_caps_hold_under_concurrency(
     async def add(i: int, s: Storage) -> str | None:
         origin = f"o{i}" if origins else "o"
         client = f"c{i}" if cap != "client" else "c"
-        return await s.add_pending(f"k{i}", {}, client_id=client, origin=origin, expires_at=now + 60, limits=limits, now=now)
+        return await s.add_pending(
+            f"k{i}", {}, client_id=client, origin=origin, expires_at=now + 60, limits=limits, now=now
+        )
 
     results = await asyncio.gather(*(add(i, [a, b][i % 2]) for i in range(20)))
     assert results.count(None) == 5
@@ -204,7 +208,10 @@ async def test_concurrent_rotation_has_one_winner(stores: OpenStore) -> None:
     _, f, _ = await signed_in(a)
     candidates = [pair(f.family_id, 1) for _ in range(6)]
     won = await asyncio.gather(
-        *(s.rotate_family(f.family_id, 0, ["user"], t, time.time()) for s, t in zip([a, b] * 3, candidates, strict=True))
+        *(
+            s.rotate_family(f.family_id, 0, ["user"], t, time.time())
+            for s, t in zip([a, b] * 3, candidates, strict=True)
+        )
     )
     assert won.count(True) == 1
     record = await a.get_token(candidates[won.index(True)][1][0])
@@ -229,11 +236,16 @@ async def test_github_refresh_lease_and_compare_and_swap(stores: OpenStore) -> N
     g = grant()
     g.grant_id, _ = await a.upsert_grant(g)
     now = time.time()
-    leases = await asyncio.gather(*(s.lease_grant_refresh(g.grant_id, "refresh-enc-1", now, now + 30) for s in [a, b] * 3))
+    leases = await asyncio.gather(
+        *(s.lease_grant_refresh(g.grant_id, "refresh-enc-1", now, now + 30) for s in [a, b] * 3)
+    )
     assert leases.count(True) == 1
     assert not await a.lease_grant_refresh(g.grant_id, "refresh-enc-1", now + 1, now + 31)  # still leased
     swaps = await asyncio.gather(
-        *(s.update_grant_tokens(g.grant_id, "refresh-enc-1", f"t{i}", f"r{i}", now + 3600, None) for i, s in enumerate([a, b] * 2))
+        *(
+            s.update_grant_tokens(g.grant_id, "refresh-enc-1", f"t{i}", f"r{i}", now + 3600, None)
+            for i, s in enumerate([a, b] * 2)
+        )
     )
     assert swaps.count(True) == 1
     stored = await b.get_grant(g.grant_id)
@@ -300,7 +312,9 @@ async def test_released_grant_knows_other_grants_of_the_subject(store: Storage) 
 async def test_replayed_code_revokes_its_families(stores: OpenStore) -> None:
     a, b = stores(), stores()
     g, f, tokens = await signed_in(a)
-    results = await asyncio.gather(a.revoke_code_families(f.code_hash, time.time()), b.revoke_code_families(f.code_hash, time.time()))
+    results = await asyncio.gather(
+        a.revoke_code_families(f.code_hash, time.time()), b.revoke_code_families(f.code_hash, time.time())
+    )
     released = [r for batch in results for r in batch]
     assert [r.grant.grant_id for r in released] == [g.grant_id]  # released once, by one of them
     record = await a.get_token(tokens[0][0])
@@ -329,7 +343,7 @@ async def test_sweep_releases_grants_of_expired_codes(store: Storage) -> None:
 
 
 async def test_sweep_releases_killed_grants(store: Storage) -> None:
-    g, f, _ = await signed_in(store, code_seconds=0.3)
+    g, _, _ = await signed_in(store, code_seconds=0.3)
     await store.kill_grant(g.grant_id)
     await asyncio.sleep(0.5)
     swept = await store.sweep(time.time(), 3600, 3600)
@@ -359,8 +373,15 @@ async def test_redis_expires_records_without_a_sweep(redis_url: str) -> None:
         left = sorted(await client.keys("*"))
         await client.aclose()
         # What stays: the grant and its indexes (swept), the used client and the key-less bookkeeping.
-        assert left == sorted(["mcp:client:used", f"mcp:grant:{g.grant_id}", "mcp:grant-pairs", "mcp:grants",
-                               f"mcp:subject-grants:{g.subject}"])
+        assert left == sorted(
+            [
+                "mcp:client:used",
+                f"mcp:grant:{g.grant_id}",
+                "mcp:grant-pairs",
+                "mcp:grants",
+                f"mcp:subject-grants:{g.subject}",
+            ]
+        )
         swept = await store.sweep(time.time(), 1, 3)
         assert [r.grant.grant_id for r in swept.released] == [g.grant_id]
     finally:

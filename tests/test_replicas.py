@@ -1,0 +1,152 @@
+"""Several replicas on one Redis, started as `main.py` starts them: whatever one replica issued,
+counted or revoked holds on the other; a round-robin proxy in front of both serves the SDK's own
+client; Redis restarts and outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.conftest import StartServer
+from tests.fake_github import FakeGitHub
+from tests.proxy import running_proxy
+from tests.redis_support import running_redis
+from tests.support import (
+    ManualClient,
+    McpUser,
+    ServerProcess,
+    bearer_client,
+    free_port,
+    mcp_status,
+    refresh_grant,
+    revoke_request,
+    sign_in_tokens,
+)
+from tests.test_config import BASE, run_main
+
+pytestmark = pytest.mark.anyio
+
+Replicas = Callable[..., tuple[ServerProcess, ServerProcess]]
+
+
+@pytest.fixture
+def replicas(start_server: StartServer, redis_url: str) -> Replicas:
+    """Two replicas of one deployment: one public URL (A's here, as if A were the load balancer)."""
+
+    def start(**env: str) -> tuple[ServerProcess, ServerProcess]:
+        port = free_port()
+        shared = {"MCP_STORAGE_URL": redis_url, "MCP_SERVER_URL": f"http://127.0.0.1:{port}", **env}
+        return start_server(env=shared, port=port), start_server(env=shared)
+
+    return start
+
+
+def on(server: ServerProcess, client: ManualClient) -> ManualClient:
+    """The same registered client, talking to another replica."""
+    return ManualClient(server, client.client_id, client.redirect_uri, client.verifier)
+
+
+async def test_sign_in_on_one_replica_and_use_tokens_on_the_other(replicas: Replicas, github: FakeGitHub) -> None:
+    a, b = replicas()
+    signed = await sign_in_tokens(a)
+    async with bearer_client(b, signed.access) as client:
+        result = await client.call_tool("get_user_profile", {})
+    assert result.structured_content is not None and result.structured_content["login"] == "alice"
+
+    refreshed = await refresh_grant(on(b, signed.client), signed.refresh)
+    assert refreshed.status_code == 200, refreshed.text
+    access = refreshed.json()["access_token"]
+    assert await mcp_status(a, signed.access) == 401  # rotated away on B: A no longer accepts it
+    assert await mcp_status(a, access) == 200
+
+    assert (await revoke_request(a, signed.client.client_id, access)).status_code == 200
+    assert await mcp_status(b, access) == 401
+
+
+async def test_one_code_exchanged_on_both_replicas_at_once_has_one_winner(
+    replicas: Replicas, github: FakeGitHub
+) -> None:
+    a, b = replicas()
+    client = await ManualClient.register(a)
+    code = (await client.sign_in())["code"]
+    answers = await asyncio.gather(client.exchange(code), on(b, client).exchange(code))
+    assert sorted(r.status_code for r in answers) == [200, 400]
+
+
+async def test_rate_limits_are_counted_across_replicas(replicas: Replicas, github: FakeGitHub) -> None:
+    a, b = replicas(MCP_RATE_LIMIT="4/minute")
+    async with httpx2.AsyncClient(timeout=10) as http:
+        statuses = [(await http.post(f"{s.url}/token", data={})).status_code for s in (a, b, a, b, a)]
+    assert 429 not in statuses[:4]
+    assert statuses[4] == 429  # two hits on each replica used up the shared 4/minute
+
+
+async def test_stateless_replicas_behind_a_round_robin_proxy(
+    start_server: StartServer, redis_url: str, github: FakeGitHub, github_url: str, tmp_path: Path
+) -> None:
+    async with running_proxy() as (proxy_url, proxy):
+        env = {"MCP_STORAGE_URL": redis_url, "MCP_SERVER_URL": proxy_url, "MCP_STATELESS_HTTP": "true"}
+        a, b = start_server(env=env), start_server(env=env)
+        proxy.route_to([a.url, b.url])
+        front = ServerProcess(github_url, tmp_path, port=int(proxy_url.rsplit(":", 1)[1]))  # what clients see
+        async with McpUser(front) as user, user.connect() as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            first = await client.call_tool("get_user_profile", {})
+            second = await client.call_tool("get_user_profile", {})
+    assert "get_user_profile" in tools
+    for result in (first, second):
+        assert result.is_error is False and result.structured_content is not None
+        assert result.structured_content["login"] == "alice"
+    assert all(count >= 3 for count in proxy.counts.values()), proxy.counts  # both replicas served
+
+
+async def test_tokens_survive_a_redis_restart_and_an_outage_is_a_503(
+    start_server: StartServer, github: FakeGitHub, tmp_path: Path
+) -> None:
+    with running_redis(tmp_path / "redis") as redis_server:
+        server = start_server(env={"MCP_STORAGE_URL": redis_server.url})
+        signed = await sign_in_tokens(server)
+        redis_server.stop()
+        async with httpx2.AsyncClient(timeout=30) as http:
+            health = await http.get(f"{server.url}/healthz")
+            assert health.status_code == 503
+            tool = await http.post(
+                server.mcp_url,
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                headers={"Authorization": f"Bearer {signed.access}", "Accept": "application/json, text/event-stream"},
+            )
+            assert tool.status_code == 503 and tool.headers["retry-after"]
+            assert tool.json()["error"] == "temporarily_unavailable"
+            token = await http.post(f"{server.url}/token", data={"grant_type": "refresh_token"})
+            assert token.status_code == 503 and token.headers["retry-after"]
+            page = await http.get(f"{server.url}/consent", params={"request": "anything"})
+            assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+            assert "try again" in page.text
+            authorize = await http.get(signed.client.authorize_url())
+            assert authorize.status_code == 503
+
+            redis_server.start()  # same directory: the append-only file brings everything back
+            assert (await http.get(f"{server.url}/healthz")).status_code == 200
+        assert await mcp_status(server, signed.access) == 200
+        refreshed = await refresh_grant(signed.client, signed.refresh)
+        assert refreshed.status_code == 200, refreshed.text
+    assert "Traceback" not in server.log()
+
+
+def test_unreachable_redis_at_start_is_one_sentence(tmp_path: Path) -> None:
+    env = BASE | {"MCP_STORAGE_URL": f"redis://127.0.0.1:{free_port()}/0", "MCP_SECRET_KEY": "k" * 40}
+    result = run_main(tmp_path, env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MCP_STORAGE_URL" in lines[0], result.stderr
+
+
+def test_redis_store_without_a_secret_key_is_refused(tmp_path: Path, redis_url: str) -> None:
+    result = run_main(tmp_path, BASE | {"MCP_STORAGE_URL": redis_url})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MCP_SECRET_KEY" in lines[0], result.stderr
