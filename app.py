@@ -173,6 +173,9 @@ async def _sweep_forever(settings: Settings, provider: GitHubOAuthProvider) -> N
         await asyncio.sleep(settings.sweep_interval_seconds)
         try:
             removed = await provider.sweep()
+        except StoreUnavailable:
+            logger.warning("Sweep skipped: the store is unreachable; trying again next interval")
+            continue
         except Exception:  # a busy database must not end the sweeping for good
             logger.exception("Sweep failed; trying again next interval")
             continue

@@ -172,7 +172,8 @@ class RedisStorage:
         found = await self._run("GET_TOKEN", token_hash)
         if found is None:
             return None
-        token, family, grant = (_pairs(part) for part in found)
+        parts = json.loads(found)
+        token, family, grant = parts["token"], parts["family"], parts["grant"]
         return TokenRecord(
             token=TokenRow(token["kind"], token["family_id"], int(token["generation"]), float(token["expires_at"])),
             family=_family(family),

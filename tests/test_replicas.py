@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.proxy import running_proxy
-from tests.redis_support import running_redis
+from tests.redis_support import RedisServer, running_redis
 from tests.support import (
     ManualClient,
     McpUser,
@@ -33,16 +33,28 @@ pytestmark = pytest.mark.anyio
 Replicas = Callable[..., tuple[ServerProcess, ServerProcess]]
 
 
+def start_pair(start: Callable[..., ServerProcess], redis_url: str, **env: str) -> tuple[ServerProcess, ServerProcess]:
+    """Two replicas of one deployment: one public URL (A's here, as if A were the load balancer)."""
+    port = free_port()
+    shared = {"MCP_STORAGE_URL": redis_url, "MCP_SERVER_URL": f"http://127.0.0.1:{port}", **env}
+    return start(env=shared, port=port), start(env=shared)
+
+
 @pytest.fixture
 def replicas(start_server: StartServer, redis_url: str) -> Replicas:
-    """Two replicas of one deployment: one public URL (A's here, as if A were the load balancer)."""
+    """A fresh pair with special settings."""
+    return lambda **env: start_pair(start_server, redis_url, **env)
 
-    def start(**env: str) -> tuple[ServerProcess, ServerProcess]:
-        port = free_port()
-        shared = {"MCP_STORAGE_URL": redis_url, "MCP_SERVER_URL": f"http://127.0.0.1:{port}", **env}
-        return start_server(env=shared, port=port), start_server(env=shared)
 
-    return start
+@pytest.fixture(scope="module")
+def module_pair(start_module_server: StartServer, redis_session: RedisServer) -> tuple[ServerProcess, ServerProcess]:
+    """The module's default pair: each test registers its own client, so they do not meet."""
+    return start_pair(start_module_server, redis_session.url)
+
+
+@pytest.fixture
+def pair(module_pair: tuple[ServerProcess, ServerProcess], github: FakeGitHub) -> tuple[ServerProcess, ServerProcess]:
+    return module_pair
 
 
 def on(server: ServerProcess, client: ManualClient) -> ManualClient:
@@ -50,8 +62,8 @@ def on(server: ServerProcess, client: ManualClient) -> ManualClient:
     return ManualClient(server, client.client_id, client.redirect_uri, client.verifier)
 
 
-async def test_sign_in_on_one_replica_and_use_tokens_on_the_other(replicas: Replicas, github: FakeGitHub) -> None:
-    a, b = replicas()
+async def test_sign_in_on_one_replica_and_use_tokens_on_the_other(pair: tuple[ServerProcess, ServerProcess]) -> None:
+    a, b = pair
     signed = await sign_in_tokens(a)
     async with bearer_client(b, signed.access) as client:
         result = await client.call_tool("get_user_profile", {})
@@ -67,10 +79,35 @@ async def test_sign_in_on_one_replica_and_use_tokens_on_the_other(replicas: Repl
     assert await mcp_status(b, access) == 401
 
 
-async def test_one_code_exchanged_on_both_replicas_at_once_has_one_winner(
-    replicas: Replicas, github: FakeGitHub
+async def test_a_refresh_retried_on_the_other_replica_inside_the_grace_window_is_served(
+    pair: tuple[ServerProcess, ServerProcess],
 ) -> None:
-    a, b = replicas()
+    a, b = pair
+    signed = await sign_in_tokens(a)
+    answers = await asyncio.gather(
+        refresh_grant(signed.client, signed.refresh), refresh_grant(on(b, signed.client), signed.refresh)
+    )
+    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    assert answers[0].json()["access_token"] == answers[1].json()["access_token"]  # one rotation, the same pair
+    assert await mcp_status(b, answers[0].json()["access_token"]) == 200
+
+
+async def test_refresh_reuse_on_the_other_replica_revokes_the_family(replicas: Replicas, github: FakeGitHub) -> None:
+    a, b = replicas(MCP_REFRESH_GRACE_SECONDS="0")
+    signed = await sign_in_tokens(a)
+    rotated = await refresh_grant(signed.client, signed.refresh)
+    assert rotated.status_code == 200, rotated.text
+    await asyncio.sleep(0.1)  # past the (zero) grace window
+    reuse = await refresh_grant(on(b, signed.client), signed.refresh)
+    assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+    # RFC 9700 §4.14.2: B saw the reuse, so A refuses the rotated tokens too.
+    assert await mcp_status(a, rotated.json()["access_token"]) == 401
+
+
+async def test_one_code_exchanged_on_both_replicas_at_once_has_one_winner(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = pair
     client = await ManualClient.register(a)
     code = (await client.sign_in())["code"]
     answers = await asyncio.gather(client.exchange(code), on(b, client).exchange(code))
