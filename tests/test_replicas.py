@@ -10,7 +10,10 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from mcp.server.mcpserver import RequestStateSecurity
+from mcp.server.request_state import InvalidRequestState
 
+from crypto import Keyring
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.proxy import running_proxy
@@ -187,3 +190,13 @@ def test_redis_store_without_a_secret_key_is_refused(tmp_path: Path, redis_url: 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "MCP_SECRET_KEY" in lines[0], result.stderr
+
+
+def test_request_state_sealed_by_one_replica_opens_on_another() -> None:
+    """The SDK's request-state keys come from MCP_SECRET_KEY, not from a per-process random key."""
+    new, old = "n" * 40, "o" * 40
+    sealed = RequestStateSecurity(keys=Keyring([new, old]).request_state_keys()).codec.seal(b"state")
+    assert RequestStateSecurity(keys=Keyring([new]).request_state_keys()).codec.unseal(sealed) == b"state"
+    assert RequestStateSecurity(keys=Keyring([old, new]).request_state_keys()).codec.unseal(sealed) == b"state"
+    with pytest.raises(InvalidRequestState):
+        RequestStateSecurity(keys=Keyring(["x" * 40]).request_state_keys()).codec.unseal(sealed)
