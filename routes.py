@@ -117,6 +117,8 @@ class Revocation:
             form = await request.form()
         except AuthenticationError as exc:
             return JSONResponse({"error": "invalid_client", "error_description": exc.message}, 401, NO_STORE)
+        except StoreUnavailable:
+            raise  # a 503, not the client's fault
         except Exception:  # malformed bodies raise a variety of parser errors
             return JSONResponse({"error": "invalid_request"}, 400, NO_STORE)
         token = form.get("token")

@@ -11,7 +11,10 @@ scripts in `lua.py`). To add one, implement `Storage` and pick it in `open_stora
 
 from __future__ import annotations
 
+import functools
+import inspect
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -98,11 +101,35 @@ class PendingLimits:
 
 
 class StoreUnavailable(Exception):
-    """The store cannot be reached right now (Redis down, network lost): answer 503 and try again later."""
+    """The store cannot be reached right now (Redis down, network lost, SQLite locked by another process
+    past its busy timeout): answer 503 and try again later."""
 
 
 # The last StoreUnavailable of this request, for callers whose library swallows exceptions (the SDK's /authorize).
 store_failure: ContextVar[StoreUnavailable | None] = ContextVar("store_failure", default=None)
+
+
+def raise_unavailable(store: type, unreachable: Callable[[Exception], bool], what: str) -> None:
+    """Make every public async method of a store class raise StoreUnavailable for the errors that mean
+    "cannot reach the store right now", and record it in `store_failure`."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                failure = StoreUnavailable(f"{what} ({type(exc).__name__})")
+                store_failure.set(failure)
+                raise failure from exc
+
+        return call
+
+    for name, method in list(vars(store).items()):
+        if inspect.iscoroutinefunction(method) and not name.startswith("_") and name != "close":
+            setattr(store, name, wrap(method))
 
 
 class Storage(Protocol):

@@ -12,12 +12,9 @@ Redis down or unreachable: every method raises `StoreUnavailable`.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,12 +25,11 @@ from storage import (
     Grant,
     PendingLimits,
     Released,
-    StoreUnavailable,
     Swept,
     TokenRecord,
     TokenRow,
     lua,
-    store_failure,
+    raise_unavailable,
 )
 
 PREFIX = "mcp:"
@@ -226,25 +222,11 @@ class RedisStorage:
         await self.pool.aclose()
 
 
-T = TypeVar("T")
-
-
-def _unavailable_on_connection_loss(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            failure = StoreUnavailable(f"Redis is unreachable ({type(exc).__name__})")
-            store_failure.set(failure)
-            raise failure from exc
-
-    return call
-
-
-for _name, _method in list(vars(RedisStorage).items()):
-    if inspect.iscoroutinefunction(_method) and not _name.startswith("_") and _name != "close":
-        setattr(RedisStorage, _name, _unavailable_on_connection_loss(_method))
+raise_unavailable(
+    RedisStorage,
+    lambda exc: isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)),
+    "Redis is unreachable",
+)
 
 
 def _fields(values: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from storage import Family, Grant, PendingLimits, Released, Swept, TokenRecord, TokenRow
+from storage import Family, Grant, PendingLimits, Released, Swept, TokenRecord, TokenRow, raise_unavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -368,6 +368,14 @@ class SQLiteStorage:
 
     async def close(self) -> None:
         self._db.close()
+
+
+# Another process holding the write lock for longer than the busy timeout: busy, not broken.
+raise_unavailable(
+    SQLiteStorage,
+    lambda exc: isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc),
+    "the SQLite database is locked",
+)
 
 
 def _release_if_unneeded(db: sqlite3.Connection, grant_id: str, now: float) -> Released | None:

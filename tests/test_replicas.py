@@ -161,8 +161,14 @@ async def test_tokens_survive_a_redis_restart_and_an_outage_is_a_503(
             )
             assert tool.status_code == 503 and tool.headers["retry-after"]
             assert tool.json()["error"] == "temporarily_unavailable"
-            token = await http.post(f"{server.url}/token", data={"grant_type": "refresh_token"})
-            assert token.status_code == 503 and token.headers["retry-after"]
+            for path, data in (
+                ("/token", {"grant_type": "refresh_token"}),
+                ("/revoke", {"client_id": "c", "token": "t"}),
+            ):
+                answer = await http.post(f"{server.url}{path}", data=data)
+                assert answer.status_code == 503 and answer.headers["retry-after"], (path, answer.text)
+            registration = await http.post(f"{server.url}/register", json={"redirect_uris": ["http://127.0.0.1:1/cb"]})
+            assert registration.status_code == 503
             page = await http.get(f"{server.url}/consent", params={"request": "anything"})
             assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
             assert "try again" in page.text
