@@ -254,7 +254,12 @@ def open_storage(url: str, *, unused_client_seconds: int, idle_client_seconds: i
     if url.startswith(("redis://", "rediss://")):
         from storage.redis_store import RedisStorage
 
-        return RedisStorage(url, unused_client_seconds=unused_client_seconds, idle_client_seconds=idle_client_seconds)
+        try:
+            return RedisStorage(
+                url, unused_client_seconds=unused_client_seconds, idle_client_seconds=idle_client_seconds
+            )
+        except ValueError:  # the message could quote the URL, and with it a password
+            raise StorageURLError("MCP_STORAGE_URL is not a valid Redis URL: redis://HOST:PORT/DB.") from None
     path = sqlite_path(url)
     if path is None:
         raise StorageURLError(
