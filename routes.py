@@ -20,6 +20,7 @@ from consent import BrowserCookies, ConsentPage
 from github_provider import MAX_STATE, GitHubOAuthProvider
 from settings import Settings
 from storage import StoreUnavailable, store_failure
+from unavailable import RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,8 @@ def healthz(provider: GitHubOAuthProvider) -> Callable[[Request], Awaitable[Resp
         try:
             await provider.storage.ping()
         except StoreUnavailable:
-            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503, {"Retry-After": "5"})
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503, retry)
         return JSONResponse({"status": "ok"})
 
     return health
