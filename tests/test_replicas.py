@@ -5,11 +5,13 @@ client; Redis restarts and outages."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
 import pytest
+import redis
 from mcp.server.mcpserver import RequestStateSecurity
 from mcp.server.request_state import InvalidRequestState
 
@@ -105,6 +107,29 @@ async def test_refresh_reuse_on_the_other_replica_revokes_the_family(replicas: R
     assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
     # RFC 9700 §4.14.2: B saw the reuse, so A refuses the rotated tokens too.
     assert await mcp_status(a, rotated.json()["access_token"]) == 401
+
+
+async def test_an_expiring_github_token_is_refreshed_once_across_replicas(
+    pair: tuple[ServerProcess, ServerProcess], github: FakeGitHub, redis_session: RedisServer
+) -> None:
+    a, b = pair
+    github.expiring_tokens = True
+    signed = await sign_in_tokens(a)
+    github.expire_all_access_tokens()  # GitHub's 8 hours are over, and the store knows it (30 s before the end)
+    with redis.Redis(port=redis_session.port, decode_responses=True) as client:
+        for key in client.scan_iter("mcp:grant:*"):
+            if client.hget(key, "client_id") == signed.client.client_id:
+                client.hset(key, "expires_at", str(time.time() + 30))
+
+    async def profile(server: ServerProcess) -> str:
+        async with bearer_client(server, signed.access) as client:
+            result = await client.call_tool("get_user_profile", {})
+        assert result.structured_content is not None, result
+        return str(result.structured_content["login"])
+
+    assert await asyncio.gather(*(profile(s) for s in (a, b, a, b))) == ["alice"] * 4
+    # GitHub's refresh tokens are single use: a second refresh (from the other replica) would have failed.
+    assert sum(1 for r in github.token_requests if r.get("grant_type") == "refresh_token") == 1
 
 
 async def test_one_code_exchanged_on_both_replicas_at_once_has_one_winner(
