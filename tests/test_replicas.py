@@ -12,15 +12,20 @@ from pathlib import Path
 import httpx2
 import pytest
 import redis
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import RequestStateSecurity
 from mcp.server.request_state import InvalidRequestState
 
 from crypto import Keyring
+from main import parse_args
+from settings import load_settings
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.proxy import running_proxy
 from tests.redis_support import RedisServer, running_redis
 from tests.support import (
+    ROOT,
     ManualClient,
     McpUser,
     ServerProcess,
@@ -150,15 +155,22 @@ async def test_rate_limits_are_counted_across_replicas(replicas: Replicas, githu
     assert statuses[4] == 429  # two hits on each replica used up the shared 4/minute
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_stateless_replicas_behind_a_round_robin_proxy(
-    start_server: StartServer, redis_url: str, github: FakeGitHub, github_url: str, tmp_path: Path
+    start_server: StartServer, redis_url: str, github: FakeGitHub, github_url: str, tmp_path: Path, mode: str
 ) -> None:
+    """ "auto" speaks 2026-07-28 (stateless by design); "legacy" holds an initialize session, which
+    only `--stateless` lets any replica serve."""
     async with running_proxy() as (proxy_url, proxy):
         env = {"MCP_STORAGE_URL": redis_url, "MCP_SERVER_URL": proxy_url, "MCP_STATELESS_HTTP": "true"}
         a, b = start_server(env=env), start_server(env=env)
         proxy.route_to([a.url, b.url])
         front = ServerProcess(github_url, tmp_path, port=int(proxy_url.rsplit(":", 1)[1]))  # what clients see
-        async with McpUser(front) as user, user.connect() as client:
+        async with (
+            McpUser(front) as user,
+            httpx2.AsyncClient(auth=user.oauth, timeout=30) as http,
+            Client(streamable_http_client(front.mcp_url, http_client=http), mode=mode) as client,
+        ):
             tools = {tool.name for tool in (await client.list_tools()).tools}
             first = await client.call_tool("get_user_profile", {})
             second = await client.call_tool("get_user_profile", {})
@@ -231,3 +243,11 @@ def test_request_state_sealed_by_one_replica_opens_on_another() -> None:
     assert RequestStateSecurity(keys=Keyring([old, new]).request_state_keys()).codec.unseal(sealed) == b"state"
     with pytest.raises(InvalidRequestState):
         RequestStateSecurity(keys=Keyring(["x" * 40]).request_state_keys()).codec.unseal(sealed)
+
+
+def test_stateless_flag_sets_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT / "tests")  # no .env
+    for key, value in BASE.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings(stateless_http=parse_args(["--stateless"]).stateless).stateless_http is True
+    assert load_settings(stateless_http=parse_args([]).stateless).stateless_http is False
