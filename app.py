@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
@@ -24,13 +24,14 @@ from consent import BrowserCookies
 from crypto import Keyring, load_or_create_secret_key
 from github_api import GitHubClient, new_http_client
 from github_provider import GitHubOAuthProvider
-from ratelimit import RateLimit
+from ratelimit import RateLimit, counters_for
 from routes import server_routes
 from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge, require_declared_scopes
 from settings import ConfigError, Settings
-from storage import StorageURLError, open_storage
+from storage import StorageURLError, StoreUnavailable, open_storage
 from storage.sqlite import sqlite_path
 from tools import register_tools
+from unavailable import Unavailable
 
 logger = logging.getLogger("mcp_server")
 
@@ -40,7 +41,11 @@ MCP_PATHS = {"/mcp", "/sse", "/messages"}
 def build_provider(settings: Settings) -> GitHubOAuthProvider:
     """The provider with its store, keys and GitHub client; raises ConfigError for bad settings."""
     try:
-        storage = open_storage(settings.storage_url)
+        storage = open_storage(
+            settings.storage_url,
+            unused_client_seconds=settings.unused_client_seconds,
+            idle_client_seconds=settings.idle_client_seconds,
+        )
     except StorageURLError as exc:
         raise ConfigError(str(exc)) from None
     github = GitHubClient(
@@ -69,7 +74,12 @@ async def check_startup(settings: Settings) -> None:
     provider = build_provider(settings)
     try:
         checks = provider.keyring.check_values()
-        stored = await provider.storage.key_check()
+        try:
+            stored = await provider.storage.key_check()
+        except StoreUnavailable:
+            raise ConfigError(
+                "MCP_STORAGE_URL names a store that cannot be reached: start it, or fix the URL."
+            ) from None
         if stored is not None and stored not in checks:
             raise ConfigError(
                 "MCP_SECRET_KEY cannot read the stored data (it is not the key it was written with): "
@@ -99,7 +109,9 @@ def build_app(settings: Settings) -> Starlette:
             "revocation_options": RevocationOptions(enabled=True),
         }
     )
-    mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth)
+    # Shared keys: a request state sealed by one replica opens on every other.
+    request_state = RequestStateSecurity(keys=provider.keyring.request_state_keys())
+    mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth, request_state_security=request_state)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     register_tools(mcp, provider)
     require_declared_scopes(mcp)
@@ -108,7 +120,9 @@ def build_app(settings: Settings) -> Starlette:
     if settings.transport == "sse":
         app = mcp.sse_app(transport_security=security, host=settings.host)
     else:
-        app = mcp.streamable_http_app(transport_security=security, host=settings.host)
+        app = mcp.streamable_http_app(
+            transport_security=security, host=settings.host, stateless_http=settings.stateless_http
+        )
 
     challenge = str(build_resource_metadata_url(auth.resource_server_url))  # type: ignore[arg-type]
     for route in app.router.routes:
@@ -128,7 +142,9 @@ def build_app(settings: Settings) -> Starlette:
         limit=settings.rate_limit,
         registration_limit=settings.registration_rate_limit,
         trusted_proxies=settings.trusted_proxies,
+        counters=counters_for(provider.storage, settings.storage_url),
     )
+    app.add_middleware(Unavailable, app_name=settings.app_name)
     return app
 
 
@@ -165,6 +181,9 @@ async def _sweep_forever(settings: Settings, provider: GitHubOAuthProvider) -> N
         await asyncio.sleep(settings.sweep_interval_seconds)
         try:
             removed = await provider.sweep()
+        except StoreUnavailable:
+            logger.warning("Sweep skipped: the store is unreachable; trying again next interval")
+            continue
         except Exception:  # a busy database must not end the sweeping for good
             logger.exception("Sweep failed; trying again next interval")
             continue

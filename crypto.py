@@ -107,6 +107,10 @@ class Keyring:
         """A fingerprint per key (the first key's first): the store records one to detect a wrong key at start."""
         return [hmac.new(_derive(key, b"key-check"), b"key-check", hashlib.sha256).hexdigest() for key in self._ring]
 
+    def request_state_keys(self) -> list[bytes]:
+        """Keys for the SDK's `RequestStateSecurity` (the first seals, all open): the same on every replica."""
+        return [_derive(key, b"mcp-request-state") for key in self._ring]
+
     def encrypt(self, plaintext: str) -> str:
         """Encrypt a GitHub token for storage."""
         return self._tokens.encrypt(plaintext.encode()).decode()

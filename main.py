@@ -22,6 +22,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", help="bind address (MCP_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (MCP_PORT, default 8000)")
     parser.add_argument("--demo", action="store_true", help="run with a built-in GitHub stand-in, nothing to set up")
+    parser.add_argument(
+        "--stateless",
+        action="store_true",
+        default=None,
+        help="Streamable HTTP without sessions, for several replicas (MCP_STATELESS_HTTP)",
+    )
     return parser.parse_args(argv)
 
 
@@ -30,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         overrides = demo.settings_overrides() if args.demo else {}
-        settings = load_settings(transport=args.transport, host=args.host, port=args.port, **overrides)
+        settings = load_settings(
+            transport=args.transport, host=args.host, port=args.port, stateless_http=args.stateless, **overrides
+        )
         asyncio.run(check_startup(settings))
         app = build_app(settings)
     except ConfigError as exc:

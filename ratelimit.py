@@ -1,6 +1,7 @@
 """Admission of anonymous traffic: per-client-address rate limits and request body bounds.
 
-Counting is done by the `limits` library (moving window, in memory: per process). The client's
+Counting is done by the `limits` library (moving window): in memory, per process, or in the
+shared Redis store so that the limits hold across replicas (`counters_for`). The client's
 address is decided here once per request (`client_origin`), and only `MCP_TRUSTED_PROXIES`
 decides whose `X-Forwarded-For` is believed: uvicorn's own proxy-header handling is off.
 """
@@ -12,11 +13,17 @@ import ipaddress
 import json
 import math
 import time
+from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import Storage as Counters
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from storage import Storage, StoreUnavailable
+from storage.redis_store import RedisStorage as SharedStore
 
 LIMITED = {
     ("GET", "/authorize"),
@@ -38,12 +45,24 @@ MAX_BODY["/register"] = 32 * 1024  # ten 2,000-character redirect URIs and the o
 client_origin: contextvars.ContextVar[str] = contextvars.ContextVar("client_origin", default="unknown")
 
 
+def counters_for(storage: Storage, storage_url: str) -> Counters:
+    """Counters in the same Redis as the store (sharing its connection pool), else in this process's memory."""
+    if not isinstance(storage, SharedStore):
+        return MemoryStorage()
+    uri = f"async+{storage_url}"
+    # limits passes `connection_pool` on to redis-py, though its signature types options as scalars.
+    pool: Any = storage.pool
+    return RedisStorage(uri, implementation="redispy", connection_pool=pool, wrap_exceptions=True)
+
+
 class RateLimit:
-    def __init__(self, app: ASGIApp, limit: str, registration_limit: str, trusted_proxies: list[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: str, registration_limit: str, trusted_proxies: list[str], counters: Counters
+    ) -> None:
         self.app = app
         self.item = parse(limit)
         self.registration_item = parse(registration_limit)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = MovingWindowRateLimiter(counters)
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,8 +74,8 @@ class RateLimit:
         # Starlette answers HEAD wherever it answers GET, running the same handler: count it as GET.
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         item = self._item(method, scope["path"])
-        if item is not None and not self.limiter.hit(item, scope["path"], origin):
-            reset = self.limiter.get_window_stats(item, scope["path"], origin).reset_time
+        if item is not None and not await self._hit(item, scope["path"], origin):
+            reset = (await self.limiter.get_window_stats(item, scope["path"], origin)).reset_time
             await _json_error(
                 send, 429, "rate_limited", "Too many requests; slow down.", max(1, math.ceil(reset - time.time()))
             )
@@ -74,6 +93,12 @@ class RateLimit:
             await _json_error(send, 413, "invalid_request", f"The request body is larger than {limit} bytes.")
             return
         await self.app(scope, replay_body(body, receive), send)
+
+    async def _hit(self, item: RateLimitItem, path: str, origin: str) -> bool:
+        try:
+            return await self.limiter.hit(item, path, origin)
+        except StorageError as exc:
+            raise StoreUnavailable("the rate-limit counters are unreachable") from exc
 
     def _item(self, method: str, path: str) -> RateLimitItem | None:
         if (method, path) == REGISTRATION:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
@@ -20,6 +21,8 @@ from cimd import DocumentError, is_document_url
 from consent import BrowserCookies, ConsentPage
 from github_provider import MAX_STATE, AccountLogin, GitHubOAuthProvider
 from settings import Settings
+from storage import StoreUnavailable, store_failure
+from unavailable import RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +107,10 @@ class Authorize:
             except DocumentError as exc:
                 # Never a redirect: nothing proves the redirect URIs belong to this client.
                 return pages.message(self.settings.app_name, "This app could not be verified", f"{exc}.", 400)
+        store_failure.set(None)
         response = await self.sdk.handle(request)
+        if (failure := store_failure.get()) is not None:
+            raise failure  # the SDK turns every exception into a server_error redirect: answer 503 instead
         location = response.headers.get("location")
         if location is None or location.startswith(f"{self.issuer}/"):
             return response  # the way to our own consent page, not an answer to the client
@@ -128,6 +134,8 @@ class Revocation:
             form = await request.form()
         except AuthenticationError as exc:
             return JSONResponse({"error": "invalid_client", "error_description": exc.message}, 401, NO_STORE)
+        except StoreUnavailable:
+            raise  # a 503, not the client's fault
         except Exception:  # malformed bodies raise a variety of parser errors
             return JSONResponse({"error": "invalid_request"}, 400, NO_STORE)
         token = form.get("token")
@@ -137,8 +145,18 @@ class Revocation:
         return Response(status_code=200, headers=NO_STORE)  # RFC 7009 §2.2: 200 for unknown tokens too
 
 
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+def healthz(provider: GitHubOAuthProvider) -> Callable[[Request], Awaitable[Response]]:
+    """200 while the store answers, 503 when it does not (a load balancer then routes around this replica)."""
+
+    async def health(request: Request) -> Response:
+        try:
+            await provider.storage.ping()
+        except StoreUnavailable:
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503, retry)
+        return JSONResponse({"status": "ok"})
+
+    return health
 
 
 def metadata_routes(auth: AuthSettings, scopes: list[str], app_name: str) -> list[BaseRoute]:
@@ -187,5 +205,5 @@ def server_routes(
         Route(
             "/revoke", cors_middleware(Revocation(provider).handle, ["POST", "OPTIONS"]), methods=["POST", "OPTIONS"]
         ),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz", healthz(provider), methods=["GET"]),
     ]

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     transport: Transport = "streamable-http"
+    stateless_http: bool = False  # Streamable HTTP without in-memory sessions: any replica answers any request
     storage_url: str = "sqlite:///./data/mcp.sqlite3"
     secret_key: SecretStr | None = None
     # Custom URI schemes a client may register as redirect target (RFC 8252 §7.1 private-use schemes).

@@ -5,13 +5,17 @@ codes and states, and GitHub tokens and client secrets already encrypted. Every 
 compare-and-set step is one method here, atomic in each backend, so that two processes (or
 replicas) sharing a store can never both win it.
 
-Backends: `sqlite.py` (embedded default). To add one, implement `Storage` and pick it in
-`open_storage`.
+Backends: `sqlite.py` (embedded default) and `redis_store.py` (shared by several replicas; its
+scripts in `lua.py`). To add one, implement `Storage` and pick it in `open_storage`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -96,7 +100,43 @@ class PendingLimits:
     total: int
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now (Redis down, network lost, SQLite locked by another process
+    past its busy timeout): answer 503 and try again later."""
+
+
+# The last StoreUnavailable of this request, for callers whose library swallows exceptions (the SDK's /authorize).
+store_failure: ContextVar[StoreUnavailable | None] = ContextVar("store_failure", default=None)
+
+
+def raise_unavailable(store: type, unreachable: Callable[[Exception], bool], what: str) -> None:
+    """Make every public async method of a store class raise StoreUnavailable for the errors that mean
+    "cannot reach the store right now", and record it in `store_failure`."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                failure = StoreUnavailable(f"{what} ({type(exc).__name__})")
+                store_failure.set(failure)
+                raise failure from exc
+
+        return call
+
+    for name, method in list(vars(store).items()):
+        if inspect.iscoroutinefunction(method) and not name.startswith("_") and name != "close":
+            setattr(store, name, wrap(method))
+
+
 class Storage(Protocol):
+    async def ping(self) -> None:
+        """Raises StoreUnavailable unless the store answers."""
+        ...
+
     # Key check value: a fingerprint of the secret key that wrote this store (see crypto.Keyring).
     async def key_check(self) -> str | None: ...
     async def set_key_check(self, value: str) -> None: ...
@@ -210,10 +250,24 @@ class StorageURLError(ValueError):
     """MCP_STORAGE_URL names no store this server can open."""
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, unused_client_seconds: int, idle_client_seconds: int) -> Storage:
+    """The store named by `url`. The client lifetimes are for stores that expire clients by themselves
+    (Redis TTLs) rather than in `sweep`."""
     from storage.sqlite import SQLiteStorage, sqlite_path
 
+    if url.startswith(("redis://", "rediss://")):
+        from storage.redis_store import RedisStorage
+
+        try:
+            return RedisStorage(
+                url, unused_client_seconds=unused_client_seconds, idle_client_seconds=idle_client_seconds
+            )
+        except ValueError:  # the message could quote the URL, and with it a password
+            raise StorageURLError("MCP_STORAGE_URL is not a valid Redis URL: redis://HOST:PORT/DB.") from None
     path = sqlite_path(url)
     if path is None:
-        raise StorageURLError(f"MCP_STORAGE_URL={url!r} is not supported: use sqlite:///path/to/file.sqlite3.")
+        raise StorageURLError(
+            "MCP_STORAGE_URL is not supported: use sqlite:///path/to/file.sqlite3, redis://HOST:PORT/DB"
+            " or rediss://:PASSWORD@HOST:PORT/DB."
+        )
     return SQLiteStorage(path)

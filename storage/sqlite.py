@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from storage import Family, Grant, PendingLimits, Released, Swept, TokenRecord, TokenRow
+from storage import Family, Grant, PendingLimits, Released, Swept, TokenRecord, TokenRow, raise_unavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -99,6 +99,9 @@ class SQLiteStorage:
     def _one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._run(sql, params).fetchone()
         return row
+
+    async def ping(self) -> None:
+        self._one("SELECT 1")
 
     async def key_check(self) -> str | None:
         row = self._one("SELECT value FROM meta WHERE name = 'key_check'")
@@ -369,14 +372,22 @@ class SQLiteStorage:
             ).fetchall()
             released = [r for r in (_release_if_unneeded(db, o["grant_id"], now) for o in orphans) if r is not None]
         counts["grants"] = len(released)
+        # Consents are a record, not a permission (cookies remember approvals): they go with their client.
         counts["consents"] = self._run(
             "DELETE FROM consents WHERE client_id NOT IN (SELECT client_id FROM clients)"
-            " AND client_id NOT IN (SELECT client_id FROM grants)"  # metadata-document clients have no row
         ).rowcount
         return Swept(counts, released)
 
     async def close(self) -> None:
         self._db.close()
+
+
+# Another process holding the write lock for longer than the busy timeout: busy, not broken.
+raise_unavailable(
+    SQLiteStorage,
+    lambda exc: isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc),
+    "the SQLite database is locked",
+)
 
 
 def _release_if_unneeded(db: sqlite3.Connection, grant_id: str, now: float) -> Released | None:

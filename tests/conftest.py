@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from tests.fake_github import FakeGitHub, running_fake_github
+from tests.redis_support import RedisServer, running_redis
 from tests.support import McpUser, ServerProcess, running_server
 
 StartServer = Callable[..., ServerProcess]
@@ -100,3 +101,16 @@ async def user(server: ServerProcess) -> AsyncIterator[McpUser]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_session: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    redis_session.flush()
+    return redis_session.url

@@ -37,6 +37,7 @@ def run_main(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Comp
         (BASE | {"MCP_SERVER_URL": "https://mcp.example.com/sub"}, (), "MCP_SERVER_URL"),
         (BASE | {"MCP_GITHUB_URL": "github.com"}, (), "MCP_GITHUB_URL"),
         (BASE | {"MCP_STORAGE_URL": "postgres://db/mcp"}, (), "MCP_STORAGE_URL"),
+        (BASE | {"MCP_STORAGE_URL": "redis://:secret@localhost:port/0"}, (), "MCP_STORAGE_URL"),
         (BASE | {"MCP_RATE_LIMIT": "lots"}, (), "MCP_RATE_LIMIT"),
         (BASE | {"MCP_ACCESS_TOKEN_SECONDS": "5"}, (), "MCP_ACCESS_TOKEN_SECONDS"),
         (BASE | {"MCP_REGISTRATION_RATE_LIMIT": "often"}, (), "MCP_REGISTRATION_RATE_LIMIT"),
@@ -56,6 +57,7 @@ def test_bad_configuration_is_one_clear_sentence(
     assert len(lines) == 1, result.stderr
     assert setting in lines[0]
     assert "Traceback" not in result.stderr
+    assert "secret@" not in result.stderr
 
 
 def test_bad_cli_flag_is_refused(tmp_path: Path) -> None:
