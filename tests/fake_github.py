@@ -16,6 +16,7 @@ every read-modify-write of shared state happens under ``FakeGitHub._lock``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -278,6 +279,8 @@ class _RequestLogger:
         if scope["type"] == "http":
             with self._fake._lock:
                 self._fake.requests.append((str(scope["method"]), str(scope["path"])))
+            if self._fake.latency_seconds:
+                await asyncio.sleep(self._fake.latency_seconds)  # a distant GitHub, for benchmarks
         await self._app(scope, receive, send)
 
 
@@ -308,6 +311,7 @@ class FakeGitHub:
         self.deny_next = False
         self.refuse_refresh = False
         self.fail_revocations = False
+        self.latency_seconds = 0.0
         self.requests: list[tuple[str, str]] = []
         self.authorize_requests: list[dict[str, str]] = []
         self.token_requests: list[dict[str, str]] = []
