@@ -33,6 +33,7 @@ from github_api import GitHubClient, GitHubError, GitHubOAuthError
 from scopes import DEFAULT_SCOPES, SCOPES, github_scopes
 from settings import Settings
 from storage import Family, Grant, Storage, TokenRecord, TokenRow, new_id
+from token_cache import TokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class GitHubOAuthProvider(
         self.keyring = keyring
         self.github = github
         self._refresh_locks: dict[str, asyncio.Lock] = {}
+        self.cache: TokenCache[TokenRecord] = TokenCache(keyring.decrypt)
 
     # Clients (RFC 7591)
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
@@ -317,6 +319,7 @@ class GitHubOAuthProvider(
         refresh = self.keyring.derive_secret("rotated-refresh", refresh_token.token)
         # A refresh may narrow scopes (the SDK refuses widening); the family keeps the narrowed set.
         if await self.storage.rotate_family(refresh_token.family_id, refresh_token.generation, scopes, now):
+            self.cache.invalidate()  # the family's previous access token stops working now
             await self.storage.touch_client(client.client_id, now)
             return await self._issue(await self._current_family(refresh_token), access, refresh, now)
         family = await self._current_family(refresh_token)
@@ -352,7 +355,13 @@ class GitHubOAuthProvider(
         )
 
     async def load_access_token(self, token: str) -> GitHubAccessToken | None:
-        record = await self.storage.get_token(token_hash(token))
+        key = token_hash(token)
+        record = self.cache.get(key)
+        if record is None:
+            epoch = self.cache.epoch
+            record = await self.storage.get_token(key)
+            if record is not None:
+                self.cache.put(key, record, epoch)
         if record is None or record.token.kind != "access" or not _alive(record):
             return None
         return GitHubAccessToken(
@@ -385,6 +394,7 @@ class GitHubOAuthProvider(
 
     async def _revoke_family(self, family: Family) -> None:
         await self.storage.revoke_family(family.family_id)
+        self.cache.invalidate()
         if await self.storage.live_family_count(family.grant_id) == 0:
             grant = await self.storage.get_grant(family.grant_id)
             if grant is not None:
@@ -409,7 +419,7 @@ class GitHubOAuthProvider(
             lock = self._refresh_locks.setdefault(grant.grant_id, asyncio.Lock())
             async with lock:
                 grant = await self._refresh_grant(grant.grant_id)
-        token = self.keyring.decrypt(grant.token_enc)
+        token = self.cache.github_token(grant.grant_id, grant.token_enc)
         if token is None:
             raise ReconnectRequired()
         return token
@@ -450,6 +460,7 @@ class GitHubOAuthProvider(
         """GitHub no longer honours this grant: every MCP token on it stops working."""
         logger.info("GitHub grant %s is no longer valid; its MCP tokens are revoked", grant_id)
         await self.storage.kill_grant(grant_id)
+        self.cache.invalidate()
 
 
 def _alive(record: TokenRecord, *, any_generation: bool = False) -> bool:

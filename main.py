@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -19,12 +20,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="bind address (MCP_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (MCP_PORT, default 8000)")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning"],
+        default="info",
+        help="log level (default info; debug adds one access line per MCP request)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(transport=args.transport, host=args.host, port=args.port)
         app = build_app(settings)
@@ -33,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     path = "/mcp" if settings.transport == "streamable-http" else "/sse"
     logging.getLogger("mcp_server").info("MCP endpoint: %s%s", settings.server_url, path)
+    # Everything built so far (modules, the SDK, templates) lives as long as the process: frozen, it
+    # is left out of every later garbage collection, which would otherwise walk it each time.
+    gc.freeze()
     # access_log=False: uvicorn would log query strings, which carry OAuth codes and states.
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level=args.log_level)
     return 0
 
 

@@ -78,13 +78,24 @@ class BearerChallenge:
             await _send_error(send, 413, None)
             return
         granted = list(user.scopes)
-        missing = [s for s in _tools_called(body) if s not in granted]
+        missing = [s for s in _tools_called(body) if s not in granted] if _may_call_a_tool(body) else []
         if missing:
             wanted = granted + sorted(set(missing))
             description = f"This tool needs the {missing[0]} scope"
             await _send_error(send, 403, challenge("insufficient_scope", wanted, self.resource_metadata, description))
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+def _may_call_a_tool(body: bytes) -> bool:
+    """False only when no JSON string in `body` can be "tools/call", so `_tools_called` would find nothing.
+
+    JSON can spell a string with escapes ("tools\\/call", "\\u0074ools/call"), and every escape
+    needs a backslash; without one, each string's UTF-8 bytes appear verbatim in the body (a body
+    that is not UTF-8 fails the SDK's parse and is refused there). Saves a parse of every ping,
+    initialize and list request.
+    """
+    return b"tools/call" in body or b"\\" in body
 
 
 def _tools_called(body: bytes) -> list[str]:
