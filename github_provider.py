@@ -93,7 +93,7 @@ class GitHubOAuthProvider(
         self.keyring = keyring
         self.github = github
         self._refresh_locks: dict[str, asyncio.Lock] = {}
-        self.cache: TokenCache[TokenRecord] = TokenCache(keyring.decrypt)
+        self.cache: TokenCache[tuple[float, GitHubAccessToken]] = TokenCache(keyring.decrypt)
 
     # Clients (RFC 7591)
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
@@ -356,15 +356,15 @@ class GitHubOAuthProvider(
 
     async def load_access_token(self, token: str) -> GitHubAccessToken | None:
         key = token_hash(token)
-        record = self.cache.get(key)
-        if record is None:
-            epoch = self.cache.epoch
-            record = await self.storage.get_token(key)
-            if record is not None:
-                self.cache.put(key, record, epoch)
+        cached = self.cache.get(key)  # token_cache.py: at most TTL_SECONDS old, dropped on any local revocation
+        if cached is not None:
+            expires_at, access = cached
+            return access if expires_at > time.time() else None
+        epoch = self.cache.epoch
+        record = await self.storage.get_token(key)
         if record is None or record.token.kind != "access" or not _alive(record):
             return None
-        return GitHubAccessToken(
+        access = GitHubAccessToken(
             token=token,
             client_id=record.family.client_id,
             scopes=record.family.scopes,
@@ -374,6 +374,8 @@ class GitHubOAuthProvider(
             grant_id=record.grant.grant_id,
             family_id=record.family.family_id,
         )
+        self.cache.put(key, (record.token.expires_at, access), epoch)
+        return access
 
     # Revocation (RFC 7009)
     async def revoke_token(self, token: GitHubAccessToken | GitHubRefreshToken) -> None:

@@ -1,13 +1,13 @@
-"""In-process memory of verified tokens, so the store is not asked on every MCP request.
+"""In-process memory of verified access tokens, so the store is not asked on every MCP request.
 
 Consistency rule (what keeps revocation exact enough):
-- Same process: every revocation, rotation, grant kill or grant replacement made by this process
+- Same process: every revocation, rotation or grant kill made by this process
   calls `invalidate()` after its store write, so the next request here asks the store again. A
   store read that began before the invalidation is not kept (`epoch`), so a slow read cannot put
-  a pre-revocation record back.
+  a pre-revocation answer back.
 - Other replicas sharing the store: an entry is trusted for at most `TTL_SECONDS` after it was
   read, so a revocation made elsewhere is honoured here within that time (the promise is < 1 s).
-- Expiry is not cached: the caller checks `expires_at` of the record on every use.
+- Expiry is not cached: the caller checks the token's expiry on every use.
 - Decrypted GitHub tokens (`TokenCache.github_token`) are keyed by grant and by the ciphertext they came
   from, so a refreshed or replaced token can never yield the old plaintext; there are at most
   `MAX_ENTRIES` of them (least recently used dropped first), they live only in this process's
@@ -29,7 +29,10 @@ V = TypeVar("V")
 
 
 class TokenCache(Generic[V]):
-    """token hash -> what the store said about it (for `TTL_SECONDS`), and decrypted GitHub tokens."""
+    """token hash -> a token the store accepted (for `TTL_SECONDS`), and decrypted GitHub tokens.
+
+    Only accepted tokens are kept: an unknown or refused one is looked up in the store every time.
+    """
 
     def __init__(self, decrypt: Callable[[str], str | None], ttl: float = TTL_SECONDS) -> None:
         self.ttl = ttl
@@ -47,10 +50,10 @@ class TokenCache(Generic[V]):
             return None
         return entry[1]
 
-    def put(self, token_hash: str, record: V, epoch: int) -> None:
+    def put(self, token_hash: str, value: V, epoch: int) -> None:
         if epoch != self.epoch:
-            return  # invalidated while the store was being read: the record may predate a revocation
-        self._records[token_hash] = (time.monotonic(), record)
+            return  # invalidated while the store was being read: the answer may predate a revocation
+        self._records[token_hash] = (time.monotonic(), value)
         self._records.move_to_end(token_hash)
         _bound(self._records)
 
