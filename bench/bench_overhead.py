@@ -7,7 +7,9 @@ per-request `httpx2` INFO line, one shared HTTP client, the same `UserProfile` r
 each; this server's callers are 8 OAuth clients, each signed in through the full flow) send
 `tools/call get_user_profile` (one upstream `GET /user`) or `ping` back to back. Every round runs
 the servers A B B A, half the time each, so load that drifts during a round (other processes on
-a shared machine) hits both alike; the summary is the median over rounds of the per-round ratios.
+a shared machine) hits both alike; the summary is the median over rounds of the per-round ratios,
+with the middle half of the rounds beside it (wide means a noisy machine: run again). On two or
+more CPUs the servers run on CPU 0 and the callers and fake GitHub on CPU 1.
 
 Printed per round and as medians: calls/s, p50 and p99 latency, server CPU per call (the server
 process's own utime+stime from /proc), and the ratios this/plain. Then a run with 50 ms of
@@ -15,13 +17,16 @@ upstream latency: the p50 this server adds. Targets: tools/call >= 0.95x calls/s
 CPU per call; ping >= 0.95x calls/s; <= 1 ms added p50 at 50 ms upstream; one upstream request
 per tool call (counted at the fake).
 
+`--sdk-auth-floor` adds a third server: the plain one behind the SDK's own bearer layers with a
+verifier that accepts every token, the floor for any server using the SDK's authentication.
+
 Per-request costs that remain in this server and not in the plain one (measured in-process,
-about 30-50 µs of CPU per request in all; see README, Benchmarks):
+about 30-50 µs of CPU per request in all, most of it the SDK's layers; see README, Benchmarks):
 - the SDK's bearer layers, each an ASGI hop: `AuthenticationMiddleware` + `BearerAuthBackend`
   (header scan, `load_access_token`, expiry check, an `AnyHttpUrl` parse for the RFC 8707
   resource check: ~10 µs), `AuthContextMiddleware` (a contextvar) and `RequireAuthMiddleware`;
-- `load_access_token`: SHA-256 of the bearer, a dict hit in `token_cache.TokenCache` and one
-  `GitHubAccessToken` model (~3 µs). The store is asked at most once per token per
+- `load_access_token`: SHA-256 of the bearer and a dict hit in `token_cache.TokenCache` that
+  returns the already built `GitHubAccessToken` (~2 µs). The store is asked at most once per token per
   `token_cache.TTL_SECONDS` (0.5 s) and again after any revocation or rotation on this process,
   so a revocation on another replica is honoured within 0.5 s (the promise is 1 s);
 - the GitHub token for a tool call: one primary-key read of the grant from the store (~9 µs on
@@ -36,7 +41,7 @@ about 30-50 µs of CPU per request in all; see README, Benchmarks):
 - `ratelimit.RateLimit` (a set lookup: MCP paths are not limited) and `app.RequestLog` (a level
   check: MCP lines are DEBUG), each an ASGI hop.
 
-Run: uv run python bench/bench_overhead.py            (about 3 minutes; --quick for a smoke run)
+Run: uv run python bench/bench_overhead.py            (about 4 minutes; --quick for a smoke run)
      uv run python bench/bench_overhead.py --storage-url sqlite --storage-url redis://127.0.0.1:6379/0
 """
 
@@ -63,6 +68,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import uvicorn  # noqa: E402
+from mcp.server.auth.provider import AccessToken  # noqa: E402
+from mcp.server.auth.settings import AuthSettings  # noqa: E402
 from mcp.server.mcpserver import MCPServer  # noqa: E402
 
 from github_api import GitHubClient, new_http_client  # noqa: E402
@@ -96,10 +103,30 @@ def serve_fake() -> None:
                 print(fake.count("/user", "GET"), flush=True)
 
 
-def serve_plain(port: int, github_url: str, token: str) -> None:
-    """Child process: the baseline, a plain `MCPServer` with the same tool and the same upstream call."""
+class AcceptAnyToken:
+    """The SDK's bearer layers with nothing behind them: a verifier that accepts every token."""
+
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+
+    async def verify_token(self, token: str) -> AccessToken:
+        return AccessToken(token=token, client_id="bench", scopes=["user"], resource=self.resource)
+
+
+def serve_plain(port: int, github_url: str, token: str, sdk_auth: bool) -> None:
+    """Child process: the baseline, a plain `MCPServer` with the same tool and the same upstream call.
+
+    With `sdk_auth`, the SDK's own bearer layers guard it, with a verifier that accepts any token:
+    the floor that any server using the SDK's auth pays, before any token lookup of its own.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    mcp = MCPServer("plain")
+    resource = f"http://127.0.0.1:{port}/mcp"
+    auth = {"issuer_url": "http://127.0.0.1:1", "resource_server_url": resource, "validate_token_resource": True}
+    mcp = (
+        MCPServer("plain", token_verifier=AcceptAnyToken(resource), auth=AuthSettings.model_validate(auth))
+        if sdk_auth
+        else MCPServer("plain")
+    )
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     github = GitHubClient(new_http_client(), github_url, github_url, "plain", "plain")
 
@@ -170,16 +197,19 @@ def socket_to(url: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def plain_server(fake: FakeProcess, log_dir: Path) -> Iterator[Target]:
+def plain_server(fake: FakeProcess, log_dir: Path, sdk_auth: bool = False) -> Iterator[Target]:
     port = free_port()
+    command = [sys.executable, __file__, "_plain", str(port), fake.url, fake.token, "sdk-auth" if sdk_auth else "none"]
     with (log_dir / "plain.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, __file__, "_plain", str(port), fake.url, fake.token], stdout=log, stderr=log
-        )
+        process = subprocess.Popen(command, stdout=log, stderr=log)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, process)
-        yield Target("plain", url, process.pid, [None] * CALLERS)
+        pin(process.pid, 0)
+        if sdk_auth:
+            yield Target("plain+sdk-auth", url, process.pid, ["any-token"] * CALLERS)
+        else:
+            yield Target("plain", url, process.pid, [None] * CALLERS)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -197,6 +227,7 @@ def this_server(fake: FakeProcess, storage_url: str, data_dir: Path) -> Iterator
 
         bearers = asyncio.run(sign_in_all())
         assert server.process is not None
+        pin(server.process.pid, 0)
         label = "sqlite" if storage_url == "sqlite" else storage_url.split(":", 1)[0]
         yield Target(f"this ({label})", server.url, server.process.pid, bearers)
     finally:
@@ -268,6 +299,12 @@ class Caller:
             await self.reader.readuntil(b"\r\n")
             return status, headers, b"".join(chunks)
         return status, headers, await self.reader.readexactly(int(headers.get("content-length", "0")))
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Servers on CPU 0, callers and fake GitHub on CPU 1: the server under test never shares a core with them."""
+    if len(os.sched_getaffinity(0)) >= 2:
+        os.sched_setaffinity(pid, {cpu})
 
 
 def cpu_seconds(pid: int) -> float:
@@ -440,30 +477,39 @@ def main(argv: list[str]) -> int:
         serve_fake()
         return 0
     if argv[:1] == ["_plain"]:
-        serve_plain(int(argv[1]), argv[2], argv[3])
+        serve_plain(int(argv[1]), argv[2], argv[3], argv[4] == "sdk-auth")
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=9, help="rounds of A B B A (default 9)")
-    parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per server per round")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of A B B A (default 15)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="measured seconds per server per round")
     parser.add_argument(
         "--storage-url",
         action="append",
         help="MCP_STORAGE_URL for this server; repeat to compare stores side by side (default: SQLite in a temp dir)",
+    )
+    parser.add_argument(
+        "--sdk-auth-floor",
+        action="store_true",
+        help="also run the plain server behind the SDK's own bearer layers (a verifier accepting any token)",
     )
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run (figures are not meaningful)")
     args = parser.parse_args(argv)
     rounds, seconds, warmup = (1, 0.4, 0.1) if args.quick else (args.rounds, args.seconds, 0.3)
     print(machine())
     fake = FakeProcess()
+    pin(fake.process.pid, 1)
+    pin(os.getpid(), 1)
     try:
         with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             targets = [stack.enter_context(plain_server(fake, Path(tmp)))]
+            if args.sdk_auth_floor:
+                targets.append(stack.enter_context(plain_server(fake, Path(tmp), sdk_auth=True)))
             for i, url in enumerate(args.storage_url or ["sqlite"]):
                 targets.append(stack.enter_context(this_server(fake, url, Path(tmp) / f"server{i}")))
             results = {m: run_rounds(targets, m, rounds, seconds, warmup, m) for m in ("tools/call", "ping")}
             before = int(fake.command("count"))
             calls = 20
-            asyncio.run(call_n(targets[1], calls))
+            asyncio.run(call_n(targets[-1], calls))
             upstream_per_call = (int(fake.command("count")) - before) / calls
             fake.command("latency 0.05")
             results["tools/call @50ms"] = run_rounds(targets, "tools/call", rounds, seconds, warmup, "tools/call @50ms")
