@@ -29,8 +29,9 @@ about 30-50 µs of CPU per request in all, most of it the SDK's layers; see READ
   returns the already built `GitHubAccessToken` (~2 µs). The store is asked at most once per token per
   `token_cache.TTL_SECONDS` (0.5 s) and again after any revocation or rotation on this process,
   so a revocation on another replica is honoured within 0.5 s (the promise is 1 s);
-- the GitHub token for a tool call: one primary-key read of the grant from the store (~9 µs on
-  SQLite; kept so a GitHub token replaced or refreshed by another replica is never used stale),
+- the GitHub token for a tool call: one primary-key read of the grant from the store (9 µs on
+  SQLite in a tight loop, 25-45 µs inside the running server; kept so a GitHub token replaced or
+  refreshed by another replica is never used stale),
   and the plaintext from a bounded in-memory map keyed by (grant, ciphertext): Fernet runs once
   per grant and token version, not per call. That decrypted copy lives only in this process's
   memory (at most `token_cache.MAX_ENTRIES` grants, dropped on any revocation); at rest the token
