@@ -128,10 +128,12 @@ def build_app(settings: Settings) -> Starlette:
     for route in app.router.routes:
         if isinstance(route, (Route, Mount)) and route.path in MCP_PATHS:
             route.app = BearerChallenge(route.app, challenge, mcp)
-    # Ours first: they replace the SDK's /revoke and metadata routes of the same paths.
-    app.router.routes[0:0] = server_routes(
-        settings, provider, BrowserCookies(settings, provider.keyring), auth, list(SCOPES)
-    )
+    # Ours before the SDK's: they replace its /revoke and metadata routes of the same paths. The MCP
+    # endpoints go first of all: no other route shares their paths, and they are matched on every call.
+    ours = server_routes(settings, provider, BrowserCookies(settings, provider.keyring), auth, list(SCOPES))
+    mcp_routes = [r for r in app.router.routes if isinstance(r, (Route, Mount)) and r.path in MCP_PATHS]
+    others = [r for r in app.router.routes if r not in mcp_routes]
+    app.router.routes[:] = [*mcp_routes, *ours, *others]
     app.state.provider = provider  # for benchmarks and in-process tests
     if settings.demo:
         demo.mount(app, settings)
@@ -192,13 +194,22 @@ async def _sweep_forever(settings: Settings, provider: GitHubOAuthProvider) -> N
 
 
 class RequestLog:
-    """Access log without query strings: they carry codes and states (uvicorn's own log is off)."""
+    """Access log without query strings: they carry codes and states (uvicorn's own log is off).
+
+    Lines for the MCP endpoints are DEBUG (`main.py --log-level debug` shows them): at INFO, one line per
+    tool call would cost about as much CPU as authenticating it. Every other path (sign-in, tokens,
+    metadata) is logged at INFO. A request that will not be logged passes through untouched.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        level = logging.DEBUG if scope["path"].rstrip("/") in MCP_PATHS else logging.INFO
+        if not logger.isEnabledFor(level):
             await self.app(scope, receive, send)
             return
         status = 0
@@ -212,4 +223,4 @@ class RequestLog:
         try:
             await self.app(scope, receive, record)
         finally:
-            logger.info("%s %s %s", scope["method"], scope["path"], status or "-")
+            logger.log(level, "%s %s %s", scope["method"], scope["path"], status or "-")

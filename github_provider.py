@@ -38,6 +38,7 @@ from registration import Client, trim_registration
 from scopes import DEFAULT_SCOPES, SCOPES, github_scopes
 from settings import Settings
 from storage import Family, Grant, PendingLimits, Released, Storage, TokenRecord, TokenRow, new_id
+from token_cache import TokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class GitHubOAuthProvider(
         self.pending_limits = PendingLimits(
             settings.max_pending_per_client, settings.max_pending_per_client, settings.max_pending_authorizations
         )
+        self.cache: TokenCache[tuple[float, GitHubAccessToken]] = TokenCache(keyring.decrypt)
 
     # Clients (RFC 7591)
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
@@ -278,6 +280,7 @@ class GitHubOAuthProvider(
         if grant is None:
             return False
         await self.storage.kill_grant(grant_id)
+        self.cache.invalidate()
         audit.event("grant_killed", login=grant.github_login, client_id=grant.client_id, reason="user_disconnected")
         await self._release_upstream(Released(grant, last_of_subject=len(connected) == 1))
         return True
@@ -369,8 +372,7 @@ class GitHubOAuthProvider(
         for grant in await self.storage.grants():
             if await self.admission.by_lists(grant) is False:
                 logger.info("Allow-lists no longer admit %s: their sign-ins are revoked", grant.github_login)
-                await self.storage.kill_grant(grant.grant_id)
-                await self._revoke_upstream(grant.token_enc)
+                await self._end_grant(grant)
                 ended += 1
         return ended
 
@@ -460,6 +462,7 @@ class GitHubOAuthProvider(
         # RFC 9700 §4.14.2: single-use refresh token; rotation and its new tokens are one atomic step.
         if await self.storage.rotate_family(refresh_token.family_id, refresh_token.generation, scopes, rows, now):
             audit.event("token_refreshed", login=record.grant.github_login, client_id=client.client_id)
+            self.cache.invalidate()  # the family's previous access token stops working now
             await self.storage.touch_client(client.client_id, now)
             return self._answer(rotated, access, refresh, now)
         family = (await self._current(refresh_token)).family
@@ -517,10 +520,16 @@ class GitHubOAuthProvider(
         )
 
     async def load_access_token(self, token: str) -> GitHubAccessToken | None:
-        record = await self.storage.get_token(token_hash(token))
+        key = token_hash(token)
+        cached = self.cache.get(key)  # token_cache.py: at most TTL_SECONDS old, dropped on any local revocation
+        if cached is not None:
+            expires_at, access = cached
+            return access if expires_at > time.time() else None
+        epoch = self.cache.epoch
+        record = await self.storage.get_token(key)
         if record is None or record.token.kind != "access" or not _alive(record):
             return None
-        return GitHubAccessToken(
+        access = GitHubAccessToken(
             token=token,
             client_id=record.family.client_id,
             scopes=record.family.scopes,
@@ -530,6 +539,8 @@ class GitHubOAuthProvider(
             grant_id=record.grant.grant_id,
             family_id=record.family.family_id,
         )
+        self.cache.put(key, (record.token.expires_at, access), epoch)
+        return access
 
     # Revocation (RFC 7009)
     async def revoke_token(self, token: GitHubAccessToken | GitHubRefreshToken) -> None:
@@ -546,11 +557,14 @@ class GitHubOAuthProvider(
 
     async def _revoke_code(self, code_hash: str) -> None:
         # RFC 6749 §4.1.2: a replayed code revokes every token issued from it.
-        for released in await self.storage.revoke_code_families(code_hash, time.time()):
+        released_grants = await self.storage.revoke_code_families(code_hash, time.time())
+        self.cache.invalidate()
+        for released in released_grants:
             await self._release_upstream(released)
 
     async def _revoke_family(self, family: Family) -> None:
         released = await self.storage.revoke_family(family.family_id, time.time())
+        self.cache.invalidate()
         if released is not None:
             await self._release_upstream(released)
 
@@ -575,6 +589,7 @@ class GitHubOAuthProvider(
     async def _end_grant(self, grant: Grant) -> None:
         audit.event("grant_killed", login=grant.github_login, client_id=grant.client_id, reason="not_admitted")
         await self.storage.kill_grant(grant.grant_id)
+        self.cache.invalidate()
         await self._revoke_upstream(grant.token_enc)
 
     # GitHub token for tools
@@ -588,7 +603,7 @@ class GitHubOAuthProvider(
     async def _github_token(self, grant: Grant) -> str:
         if _expiring(grant):
             grant = await self._refreshed_grant(grant.grant_id)
-        token = self.keyring.decrypt(grant.token_enc)
+        token = self.cache.github_token(grant.grant_id, grant.token_enc)
         if token is None:
             raise ReconnectRequired()
         return token
@@ -643,6 +658,7 @@ class GitHubOAuthProvider(
         logger.info("GitHub grant %s is no longer valid; its MCP tokens are revoked", grant_id)
         audit.event("grant_killed", grant_id=grant_id, reason="github_refused")
         await self.storage.kill_grant(grant_id)
+        self.cache.invalidate()
 
 
 def _expiring(grant: Grant) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 
@@ -28,12 +29,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="Streamable HTTP without sessions, for several replicas (MCP_STATELESS_HTTP)",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning"],
+        default="info",
+        help="log level (default info; debug adds one access line per MCP request)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         overrides = demo.settings_overrides() if args.demo else {}
         settings = load_settings(
@@ -46,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     path = "/mcp" if settings.transport == "streamable-http" else "/sse"
     logging.getLogger("mcp_server").info("MCP endpoint: %s%s", settings.server_url, path)
+    # Everything built so far (modules, the SDK, templates) lives as long as the process: frozen, it
+    # is left out of every later garbage collection, which would otherwise walk it each time.
+    gc.freeze()
     # access_log=False: uvicorn would log query strings, which carry OAuth codes and states.
     # proxy_headers=False: only MCP_TRUSTED_PROXIES decides whose X-Forwarded-For is believed (ratelimit.py).
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info", proxy_headers=False)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, access_log=False, log_level=args.log_level, proxy_headers=False
+    )
     return 0
 
 

@@ -129,7 +129,7 @@ class BearerChallenge:
         if body is None:
             await _send_error(send, 413, None)
             return
-        called = _gated_calls(body)
+        called = _gated_calls(body) if _may_be_gated(body) else []
         if await self._undeclared(called):
             await _send_error(send, 403, None, "undeclared_scope")
             return
@@ -155,6 +155,17 @@ class BearerChallenge:
         }
         templates = await self.mcp.list_resource_templates()
         return any(name in registered[method] or (method == "resources/read" and templates) for method, name in unknown)
+
+
+def _may_be_gated(body: bytes) -> bool:
+    """False only when no JSON string in `body` can be a gated method, so `_gated_calls` would find nothing.
+
+    JSON can spell a string with escapes ("tools\\/call", "\\u0074ools/call"), and every escape
+    needs a backslash; without one, each string's UTF-8 bytes appear verbatim in the body (a body
+    that is not UTF-8 fails the SDK's parse and is refused there). Saves a parse of every ping,
+    initialize and list request.
+    """
+    return b"\\" in body or any(method.encode() in body for method in DECLARED)
 
 
 def _gated_calls(body: bytes) -> list[tuple[str, str]]:

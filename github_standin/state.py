@@ -6,6 +6,7 @@ read-modify-write happens under ``_lock``.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Sequence
@@ -52,6 +53,8 @@ class _RequestLogger:
         if scope["type"] == "http":
             with self._fake._lock:
                 record(self._fake.requests, (str(scope["method"]), str(scope["path"])))
+            if self._fake.latency_seconds:
+                await asyncio.sleep(self._fake.latency_seconds)  # a distant GitHub, for benchmarks
         await self._app(scope, receive, send)
 
 
@@ -82,6 +85,7 @@ class StandInState:
         self.deny_next = False
         self.refuse_refresh = False
         self.fail_revocations = False
+        self.latency_seconds = 0.0
         self.requests: list[tuple[str, str]] = []
         self.not_modified: list[tuple[str, str]] = []  # (method, path) answered 304
         self.secondary_limit_next = 0  # > 0: the next REST request gets a secondary limit with this retry-after
