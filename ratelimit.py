@@ -20,8 +20,9 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.storage import Storage as Counters
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bodies import read_at_most, replay
 from storage import Storage, StoreUnavailable
 from storage.redis_store import RedisStorage as SharedStore
 
@@ -92,7 +93,7 @@ class RateLimit:
         if body is None:
             await _json_error(send, 413, "invalid_request", f"The request body is larger than {limit} bytes.")
             return
-        await self.app(scope, replay_body(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
     async def _hit(self, item: RateLimitItem, path: str, origin: str) -> bool:
         try:
@@ -136,36 +137,6 @@ def origin_key(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
-
-
-async def read_at_most(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def replay_body(body: bytes, receive: Receive) -> Receive:
-    """Hand the already-read body to the app, then pass through (so disconnects still arrive)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _json_error(send: Send, status: int, error: str, description: str, retry_after: int | None = None) -> None:

@@ -19,8 +19,9 @@ from typing import Any
 import pydantic_core
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bodies import read_at_most, replay
 from settings import ConfigError
 
 
@@ -125,7 +126,7 @@ class BearerChallenge:
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_at_most(receive, MAX_BODY)
         if body is None:
             await _send_error(send, 413, None)
             return
@@ -141,7 +142,7 @@ class BearerChallenge:
             description = f"This tool needs the {missing[0]} scope"
             await _send_error(send, 403, challenge("insufficient_scope", wanted, self.resource_metadata, description))
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
     async def _undeclared(self, called: list[tuple[str, str]]) -> bool:
         """Whether a call names something registered without a declared scope (unknown names pass on)."""
@@ -185,36 +186,6 @@ def _gated_calls(body: bytes) -> list[tuple[str, str]]:
             if isinstance(name, str):
                 called.append((method, name))
     return called
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """Hand the already-read body to the app, then pass through (so disconnects still arrive)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _send_error(send: Send, status: int, www_authenticate: str | None, error: str | None = None) -> None:
