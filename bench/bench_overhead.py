@@ -95,13 +95,20 @@ def serve_fake() -> None:
     token = fake.issue_token(LOGIN, ["read:user"]).access_token
     with running_fake_github(fake) as url:
         print(url, token, flush=True)
-        while line := sys.stdin.readline():  # "latency <seconds>" | "count" (GET /user so far); EOF ends
+        # "latency <seconds>" | "count" (GET /user since the last count) | "login <name>" (who signs in next)
+        while line := sys.stdin.readline():
             command, _, value = line.strip().partition(" ")
-            if command == "latency":
+            if command == "login":  # GitHub keeps ten tokens per user and scopes: a user per server
+                if value not in fake.users:
+                    fake.add_user(value, id=5000 + len(fake.users), name="Bench User")
+                fake.sign_in(value)
+                print("ok", flush=True)
+            elif command == "latency":
                 fake.latency_seconds = float(value)
                 print("ok", flush=True)
-            elif command == "count":
+            elif command == "count":  # then forget: the stand-in keeps only its last 10,000 requests
                 print(fake.count("/user", "GET"), flush=True)
+                fake.requests.clear()
 
 
 class AcceptAnyToken:
@@ -221,6 +228,7 @@ def this_server(fake: FakeProcess, storage_url: str, data_dir: Path) -> Iterator
     env: dict[str, str | None] = {} if storage_url == "sqlite" else {"MCP_STORAGE_URL": storage_url}
     server = ServerProcess(fake.url, data_dir, env=env)
     server.start()
+    fake.command(f"login {LOGIN}-{data_dir.name}")
     try:
 
         async def sign_in_all() -> list[str | None]:
@@ -508,10 +516,10 @@ def main(argv: list[str]) -> int:
             for i, url in enumerate(args.storage_url or ["sqlite"]):
                 targets.append(stack.enter_context(this_server(fake, url, Path(tmp) / f"server{i}")))
             results = {m: run_rounds(targets, m, rounds, seconds, warmup, m) for m in ("tools/call", "ping")}
-            before = int(fake.command("count"))
+            fake.command("count")  # empties the stand-in's request log
             calls = 20
             asyncio.run(call_n(targets[-1], calls))
-            upstream_per_call = (int(fake.command("count")) - before) / calls
+            upstream_per_call = int(fake.command("count")) / calls
             fake.command("latency 0.05")
             results["tools/call @50ms"] = run_rounds(targets, "tools/call", rounds, seconds, warmup, "tools/call @50ms")
             report(results, targets, upstream_per_call)
