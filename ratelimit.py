@@ -2,8 +2,9 @@
 
 Counting is done by the `limits` library (moving window): in memory, per process, or in the
 shared Redis store so that the limits hold across replicas (`counters_for`). The client's
-address is decided here once per request (`client_origin`), and only `MCP_TRUSTED_PROXIES`
-decides whose `X-Forwarded-For` is believed: uvicorn's own proxy-header handling is off.
+address is decided here, for the requests that are counted or bounded (`client_origin`; MCP
+requests pass straight through), and only `MCP_TRUSTED_PROXIES` decides whose
+`X-Forwarded-For` is believed: uvicorn's own proxy-header handling is off.
 """
 
 from __future__ import annotations
@@ -70,18 +71,21 @@ class RateLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin = origin_key(self.client_ip(scope))
-        client_origin.set(origin)
         # Starlette answers HEAD wherever it answers GET, running the same handler: count it as GET.
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         item = self._item(method, scope["path"])
+        limit = MAX_BODY.get(scope["path"]) if method == "POST" else None
+        if item is None and limit is None:
+            await self.app(scope, receive, send)  # MCP and metadata requests: nothing to count or bound
+            return
+        origin = origin_key(self.client_ip(scope))
+        client_origin.set(origin)
         if item is not None and not await self._hit(item, scope["path"], origin):
             reset = (await self.limiter.get_window_stats(item, scope["path"], origin)).reset_time
             await _json_error(
                 send, 429, "rate_limited", "Too many requests; slow down.", max(1, math.ceil(reset - time.time()))
             )
             return
-        limit = MAX_BODY.get(scope["path"]) if method == "POST" else None
         if limit is None:
             await self.app(scope, receive, send)
             return
