@@ -196,6 +196,14 @@ class GitHubClient:
             raise GitHubError("GitHub's /user answer is not an object")
         return data
 
+    async def identity(self, token: str) -> tuple[int, str]:
+        """(account id, login) of the token's user; GitHubError when /user does not name them usably."""
+        user = await self.get_user(token)
+        github_id, login = user.get("id"), user.get("login")
+        if not isinstance(github_id, int) or isinstance(github_id, bool) or not isinstance(login, str) or not login:
+            raise GitHubError("GitHub's /user answer has no usable id and login")
+        return github_id, login
+
     async def list_repos(self, token: str, *, per_page: int, page: int) -> list[dict[str, Any]]:
         params = {"per_page": str(per_page), "page": str(page), "sort": "updated"}
         return list(await self.get(token, ("user", "repos"), params))

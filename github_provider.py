@@ -262,14 +262,11 @@ class GitHubOAuthProvider(
         except GitHubError:
             return None
         try:
-            user = await self.github.get_user(tokens.access_token)
+            github_id, login = await self.github.identity(tokens.access_token)
         except GitHubError:
-            user = {}
+            return None
         finally:
             await self.github.revoke(tokens.access_token)
-        github_id, login = user.get("id"), user.get("login")
-        if not isinstance(github_id, int) or isinstance(github_id, bool) or not isinstance(login, str) or not login:
-            return None
         return f"github:{github_id}", login
 
     async def disconnect(self, subject: str, grant_id: str) -> bool:
@@ -296,13 +293,10 @@ class GitHubOAuthProvider(
             logger.warning("GitHub sign-in failed: %s", exc)
             return failed
         try:
-            user = await self.github.get_user(tokens.access_token)
-            github_id, login = user["id"], user["login"]
-            if not isinstance(github_id, int) or isinstance(github_id, bool) or not isinstance(login, str) or not login:
-                raise GitHubError("GitHub's /user answer has no usable id and login")
-        except (GitHubError, KeyError) as exc:
+            github_id, login = await self.github.identity(tokens.access_token)
+        except GitHubError as exc:
             # Fail closed: nothing is stored, and the fresh GitHub token is not left behind.
-            logger.warning("GitHub sign-in failed: %s", exc if isinstance(exc, GitHubError) else "malformed /user")
+            logger.warning("GitHub sign-in failed: %s", exc)
             await self.github.revoke(tokens.access_token)
             return failed
         try:
