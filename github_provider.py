@@ -436,7 +436,7 @@ class GitHubOAuthProvider(
     ) -> OAuthToken:
         now = time.time()
         record = await self._current(refresh_token)
-        if now >= record.family.signed_in_at + self.settings.sign_in_max_seconds:
+        if now >= self._deadline(record.family):
             await self._revoke_family(record.family)
             raise TokenError("invalid_grant", "this sign-in has reached its maximum age; sign in again")
         try:
@@ -480,38 +480,28 @@ class GitHubOAuthProvider(
 
     def _token_rows(self, family: Family, access: str, refresh: str) -> list[tuple[str, TokenRow]]:
         """The stored form of a token pair: hashes only, never past the sign-in's maximum age."""
-        deadline = family.signed_in_at + self.settings.sign_in_max_seconds
-        now = time.time()
+        now, settings = time.time(), self.settings
+        pair = ((access, "access", settings.access_token_seconds), (refresh, "refresh", settings.refresh_token_seconds))
         return [
             (
-                token_hash(access),
-                TokenRow(
-                    "access",
-                    family.family_id,
-                    family.generation,
-                    min(deadline, now + self.settings.access_token_seconds),
-                ),
-            ),
-            (
-                token_hash(refresh),
-                TokenRow(
-                    "refresh",
-                    family.family_id,
-                    family.generation,
-                    min(deadline, now + self.settings.refresh_token_seconds),
-                ),
-            ),
+                token_hash(token),
+                TokenRow(kind, family.family_id, family.generation, min(self._deadline(family), now + s)),
+            )
+            for token, kind, s in pair
         ]
 
     def _answer(self, family: Family, access: str, refresh: str, now: float) -> OAuthToken:
-        deadline = family.signed_in_at + self.settings.sign_in_max_seconds
         return OAuthToken(
             access_token=access,
             token_type="Bearer",  # noqa: S106 (a token type, not a secret)
-            expires_in=max(1, int(min(self.settings.access_token_seconds, deadline - now))),
+            expires_in=max(1, int(min(self.settings.access_token_seconds, self._deadline(family) - now))),
             refresh_token=refresh,
             scope=" ".join(family.scopes),
         )
+
+    def _deadline(self, family: Family) -> float:
+        """MCP_SIGN_IN_MAX_SECONDS: no token of a sign-in outlives it, refreshed or not."""
+        return family.signed_in_at + self.settings.sign_in_max_seconds
 
     async def load_access_token(self, token: str) -> GitHubAccessToken | None:
         key = token_hash(token)
