@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,16 @@ CREATE TABLE IF NOT EXISTS logins (login TEXT PRIMARY KEY, github_id INTEGER NOT
 GRANT_NEEDED = (
     "EXISTS (SELECT 1 FROM families f WHERE f.grant_id = :grant_id AND f.revoked = 0)"
     " OR EXISTS (SELECT 1 FROM codes c WHERE c.grant_id = :grant_id AND c.used_at IS NULL AND c.expires_at > :now)"
+)
+
+
+# A token with its family and grant in one join; the grant's columns (names from our own dataclass)
+# are prefixed so that none clashes with the family's.
+TOKEN_QUERY = (
+    "SELECT t.kind, t.generation AS token_generation, t.expires_at AS token_expires_at, f.*, "  # noqa: S608
+    + ", ".join(f"g.{f.name} AS g_{f.name}" for f in fields(Grant))
+    + " FROM tokens t JOIN families f ON f.family_id = t.family_id JOIN grants g ON g.grant_id = f.grant_id"
+    " WHERE t.token_hash = ?"
 )
 
 
@@ -274,35 +284,14 @@ class SQLiteStorage:
 
     # Token families
     async def get_token(self, token_hash: str) -> TokenRecord | None:
-        row = self._one(
-            "SELECT t.kind, t.generation AS token_generation, t.expires_at AS token_expires_at, f.*,"
-            " g.grant_id AS g_grant_id, g.subject AS g_subject, g.client_id AS g_client_id, g.github_login,"
-            " g.token_enc, g.refresh_enc, g.expires_at AS g_expires_at, g.refresh_expires_at, g.github_scopes, g.dead,"
-            " g.admitted_via, g.refresh_lease_until"
-            " FROM tokens t JOIN families f ON f.family_id = t.family_id JOIN grants g ON g.grant_id = f.grant_id"
-            " WHERE t.token_hash = ?",
-            (token_hash,),
-        )
+        row = self._one(TOKEN_QUERY, (token_hash,))
         if row is None:
             return None
         family = _family(row)
         return TokenRecord(
             token=TokenRow(row["kind"], family.family_id, row["token_generation"], row["token_expires_at"]),
             family=family,
-            grant=Grant(
-                grant_id=row["g_grant_id"],
-                subject=row["g_subject"],
-                client_id=row["g_client_id"],
-                github_login=row["github_login"],
-                token_enc=row["token_enc"],
-                refresh_enc=row["refresh_enc"],
-                expires_at=row["g_expires_at"],
-                refresh_expires_at=row["refresh_expires_at"],
-                github_scopes=row["github_scopes"],
-                dead=bool(row["dead"]),
-                admitted_via=row["admitted_via"],
-                refresh_lease_until=row["refresh_lease_until"],
-            ),
+            grant=_grant(row, prefix="g_"),
         )
 
     async def add_tokens(self, tokens: list[tuple[str, TokenRow]]) -> None:
@@ -424,8 +413,9 @@ def _family_values(family: Family) -> dict[str, Any]:
     return asdict(family) | {"scopes": " ".join(family.scopes)}
 
 
-def _grant(row: sqlite3.Row) -> Grant:
-    return Grant(**{k: row[k] for k in row.keys()} | {"dead": bool(row["dead"])})
+def _grant(row: sqlite3.Row, prefix: str = "") -> Grant:
+    values = {f.name: row[prefix + f.name] for f in fields(Grant)}
+    return Grant(**values | {"dead": bool(values["dead"])})
 
 
 def _family(row: sqlite3.Row) -> Family:
