@@ -555,19 +555,14 @@ class GitHubOAuthProvider(
     async def _release_upstream(self, released: Released) -> None:
         """A grant is gone: its GitHub token goes too, and with the user's last grant the whole
         GitHub authorization, so that GitHub asks for consent again next time."""
-        token = self.keyring.decrypt(released.grant.token_enc)
-        if token is None:
-            return
-        done = await (self.github.revoke_grant(token) if released.last_of_subject else self.github.revoke(token))
-        if not done:
-            logger.warning("Could not revoke a GitHub token at GitHub (it stays valid there until it expires)")
+        await self._revoke_upstream(released.grant.token_enc, whole_grant=released.last_of_subject)
 
-    async def _revoke_upstream(self, token_enc: str, keep: str | None = None) -> None:
-        """Revoke one stored (encrypted) GitHub token at GitHub, unless it is `keep`. Best effort."""
+    async def _revoke_upstream(self, token_enc: str, *, keep: str | None = None, whole_grant: bool = False) -> None:
+        """Revoke a stored (encrypted) GitHub token at GitHub, unless it is `keep`. Best effort."""
         token = self.keyring.decrypt(token_enc)
         if not token or token == keep:
             return
-        if not await self.github.revoke(token):
+        if not await (self.github.revoke_grant(token) if whole_grant else self.github.revoke(token)):
             logger.warning("Could not revoke a GitHub token at GitHub (it stays valid there until it expires)")
 
     async def _end_grant(self, grant: Grant) -> None:
