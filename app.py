@@ -10,23 +10,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import audit
 import demo
+from bearer import BearerGate
 from consent import BrowserCookies
 from crypto import Keyring, load_or_create_secret_key
 from github_api import GitHubClient, new_http_client
 from github_provider import GitHubOAuthProvider
 from ratelimit import RateLimit, counters_for
 from routes import server_routes
-from scopes import DEFAULT_SCOPES, SCOPES, BearerChallenge, require_declared_scopes
+from scopes import DEFAULT_SCOPES, SCOPES, require_declared_scopes
 from settings import ConfigError, Settings
 from storage import StorageURLError, StoreUnavailable, open_storage
 from storage.sqlite import sqlite_path
@@ -124,10 +129,7 @@ def build_app(settings: Settings) -> Starlette:
             transport_security=security, host=settings.host, stateless_http=settings.stateless_http
         )
 
-    challenge = str(build_resource_metadata_url(auth.resource_server_url))  # type: ignore[arg-type]
-    for route in app.router.routes:
-        if isinstance(route, (Route, Mount)) and route.path in MCP_PATHS:
-            route.app = BearerChallenge(route.app, challenge, mcp)
+    gate_mcp_routes(app, provider, settings.resource_url, mcp)
     # Ours before the SDK's: they replace its /revoke and metadata routes of the same paths. The MCP
     # endpoints go first of all: no other route shares their paths, and they are matched on every call.
     ours = server_routes(settings, provider, BrowserCookies(settings, provider.keyring), auth, list(SCOPES))
@@ -147,7 +149,50 @@ def build_app(settings: Settings) -> Starlette:
         counters=counters_for(provider.storage, settings.storage_url),
     )
     app.add_middleware(Unavailable, app_name=settings.app_name)
+    app.add_middleware(DirectToMcp, endpoints=direct_endpoints(app))
     return app
+
+
+def direct_endpoints(app: Starlette) -> dict[str, ASGIApp]:
+    """The gated MCP endpoints by exact path (`/mcp`, `/sse`; SSE's `/messages/` mount stays routed)."""
+    endpoints = {r.path: r.app for r in app.router.routes if isinstance(r, Route) and r.path in MCP_PATHS}
+    if logger.isEnabledFor(logging.DEBUG):  # main.py --log-level debug: their access lines too
+        endpoints = {path: RequestLog(endpoint) for path, endpoint in endpoints.items()}
+    return endpoints
+
+
+class DirectToMcp:
+    """MCP calls go straight to their gate (bearer.py); every other request on through the app.
+
+    MCP calls are the hot path: every tool call of every user. The layers in between have nothing
+    to do for them: RateLimit neither counts nor bounds MCP paths, RequestLog writes their lines
+    only at DEBUG, the gate answers a store outage with the same 503 as Unavailable, and Starlette's
+    router would only find the same endpoint by the same path. Errors still reach Starlette's
+    ServerErrorMiddleware, which wraps this layer.
+    """
+
+    def __init__(self, app: ASGIApp, endpoints: dict[str, ASGIApp]) -> None:
+        self.app = app
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
+        await (endpoint or self.app)(scope, receive, send)
+
+
+def gate_mcp_routes(app: Starlette, provider: GitHubOAuthProvider, resource_url: str, mcp: MCPServer) -> None:
+    """Put bearer.BearerGate in place of the SDK's three bearer layers: the same checks, one ASGI hop.
+
+    The SDK's two app-wide layers go (no other route reads `scope["user"]`); its per-endpoint
+    `RequireAuthMiddleware` is unwrapped, and the gate wraps every MCP endpoint whatever it finds.
+    """
+    sdk_layers: tuple[object, ...] = (AuthenticationMiddleware, AuthContextMiddleware)
+    app.user_middleware[:] = [m for m in app.user_middleware if m.cls not in sdk_layers]
+    metadata = str(build_resource_metadata_url(AnyHttpUrl(resource_url)))
+    for route in app.router.routes:
+        if isinstance(route, (Route, Mount)) and route.path in MCP_PATHS:
+            inner = route.app.app if isinstance(route.app, RequireAuthMiddleware) else route.app
+            route.app = BearerGate(inner, provider.load_access_token, resource_url, metadata, mcp)
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:

@@ -21,9 +21,9 @@ async def read_at_most(receive: Receive, limit: int) -> bytes | None:
         size += len(chunk)
         if size > limit:
             return None
-        chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return b"".join([*chunks, chunk]) if chunks else chunk  # most bodies arrive in one message
+        chunks.append(chunk)
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

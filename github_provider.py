@@ -9,6 +9,7 @@ Flow: `/authorize` (SDK) -> `authorize()` stores a pending request -> consent pa
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 import time
@@ -26,7 +27,7 @@ from mcp.server.auth.provider import (
     construct_redirect_uri,
 )
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
-from pydantic import AnyUrl, BaseModel
+from pydantic import AnyUrl, BaseModel, PrivateAttr
 
 import audit
 from admission import Admission
@@ -51,6 +52,9 @@ REFRESH_WAIT_SECONDS = 35.0
 class GitHubAccessToken(AccessToken):
     grant_id: str
     family_id: str
+    # The grant as read together with this token (at most token_cache.TTL_SECONDS old): a tool call
+    # takes the GitHub token from it instead of reading the store again. Not part of the model's data.
+    _grant: Grant | None = PrivateAttr(default=None)
 
 
 class GitHubAuthorizationCode(AuthorizationCode):
@@ -329,6 +333,7 @@ class GitHubOAuthProvider(
             )
         )
         if replaced is not None:
+            self.cache.invalidate()  # tokens cached here carry the replaced GitHub token
             await self._revoke_upstream(replaced, keep=tokens.access_token)
         await self.storage.record_consent(
             subject, pending.client_id, pending.redirect_uri, " ".join(pending.scopes), now
@@ -523,6 +528,7 @@ class GitHubOAuthProvider(
             grant_id=record.grant.grant_id,
             family_id=record.family.family_id,
         )
+        access._grant = record.grant
         self.cache.put(key, (record.token.expires_at, access), epoch)
         return access
 
@@ -573,11 +579,26 @@ class GitHubOAuthProvider(
 
     # GitHub token for tools
     async def github_token(self, access: GitHubAccessToken) -> str:
-        """The caller's GitHub token, refreshed first if it is a GitHub App token about to expire."""
-        grant = await self.storage.get_grant(access.grant_id)
+        """The caller's GitHub token, from the grant read with the MCP token (no store read per call),
+        refreshed first if it is a GitHub App token about to expire."""
+        grant = access._grant or await self.storage.get_grant(access.grant_id)
         if grant is None or grant.dead:
             raise ReconnectRequired()
         return await self._github_token(grant)
+
+    async def github_token_refused(self, access: GitHubAccessToken, refused: str) -> str:
+        """GitHub answered 401 to `refused`. The grant read with the MCP token may be up to
+        token_cache.TTL_SECONDS old: if the store now holds a newer GitHub token (a refresh or a new
+        sign-in, here or on another replica), that one is returned to try again; if it still holds
+        `refused`, GitHub no longer honours this grant and it ends (ReconnectRequired)."""
+        grant = await self.storage.get_grant(access.grant_id)
+        if grant is None or grant.dead:
+            raise ReconnectRequired()
+        token = await self._github_token(grant)
+        if hmac.compare_digest(token, refused):
+            await self.grant_revoked(grant.grant_id)
+            raise ReconnectRequired()
+        return token
 
     async def _github_token(self, grant: Grant) -> str:
         if _expiring(grant):

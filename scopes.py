@@ -1,7 +1,7 @@
 """The MCP scope vocabulary, its mapping to GitHub scopes, and per-tool enforcement.
 
 To add a scope: add a row to `SCOPES`. To protect a tool with one: `@scoped_tool(mcp, ...)` in
-`tools/`. A call to a tool whose scope the token lacks is answered with HTTP 403 and a
+`tools/`. A call to a tool whose scope the token lacks is answered (bearer.py) with HTTP 403 and a
 `WWW-Authenticate` challenge naming the scope, so MCP clients can step up (RFC 6750 §3.1).
 
 Fail closed: a tool, prompt or resource that declares no scope stops the server at startup
@@ -11,17 +11,14 @@ every signed-in caller declares `EVERYONE`.
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bodies import read_at_most, replay
 from settings import ConfigError
 
 
@@ -86,9 +83,6 @@ def require_declared_scopes(mcp: MCPServer) -> None:
     raise ConfigError(f"{missing[0]} declares no scope: {fix}.")
 
 
-MAX_BODY = 4 * 1024 * 1024  # the SDK's own request body cap
-
-
 def github_scopes(mcp_scopes: Iterable[str], *, orgs_configured: bool) -> list[str]:
     """Only the GitHub scopes the chosen MCP scopes need (least privilege)."""
     wanted = {g for s in mcp_scopes if s in SCOPES for g in SCOPES[s].github}
@@ -98,64 +92,46 @@ def github_scopes(mcp_scopes: Iterable[str], *, orgs_configured: bool) -> list[s
 
 
 def challenge(error: str, scopes: Iterable[str], resource_metadata: str, description: str) -> str:
+    """A `WWW-Authenticate` value naming the scopes to ask for (RFC 6750 §3; MCP clients pick scopes from it)."""
     return (
         f'Bearer error="{error}", error_description="{description}", '
         f'scope="{" ".join(scopes)}", resource_metadata="{resource_metadata}"'
     )
 
 
-class BearerChallenge:
-    """Wraps an MCP endpoint: 401 with `scope=` when unauthenticated, 403 for a tool's missing scope.
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call may not go on: a missing scope (`wanted` is what to ask for), or an undeclared one."""
 
-    The SDK's own challenge names no scope (RFC 6750 §3 allows it; MCP clients use it to pick
-    what to ask for), and the SDK has no per-tool scopes, hence this layer.
-    """
+    error: str
+    wanted: list[str]
+    description: str
 
-    def __init__(self, app: ASGIApp, resource_metadata: str, mcp: MCPServer) -> None:
-        self.app = app
-        self.resource_metadata = resource_metadata
-        self.mcp = mcp
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        user = scope.get("user")
-        if not isinstance(user, AuthenticatedUser):
-            await _send_error(
-                send, 401, challenge("invalid_token", DEFAULT_SCOPES, self.resource_metadata, "Authentication required")
-            )
-            return
-        if scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        body = await read_at_most(receive, MAX_BODY)
-        if body is None:
-            await _send_error(send, 413, None)
-            return
-        called = _gated_calls(body) if _may_be_gated(body) else []
-        if await self._undeclared(called):
-            await _send_error(send, 403, None, "undeclared_scope")
-            return
-        granted = list(user.scopes)
-        needed = [DECLARED[method][name] for method, name in called if name in DECLARED[method]]
-        missing = [s for s in needed if s != EVERYONE and s not in granted]
-        if missing:
-            wanted = granted + sorted(set(missing))
-            description = f"This tool needs the {missing[0]} scope"
-            await _send_error(send, 403, challenge("insufficient_scope", wanted, self.resource_metadata, description))
-            return
-        await self.app(scope, replay(body, receive), send)
+async def refusal(mcp: MCPServer, body: bytes, granted: list[str]) -> Refusal | None:
+    """Whether the JSON-RPC message or batch in `body` calls something `granted` does not cover."""
+    called = _gated_calls(body) if _may_be_gated(body) else []
+    if await _undeclared(mcp, called):
+        return Refusal("undeclared_scope", [], "")
+    needed = [DECLARED[method][name] for method, name in called if name in DECLARED[method]]
+    missing = [s for s in needed if s != EVERYONE and s not in granted]
+    if missing:
+        return Refusal("insufficient_scope", granted + sorted(set(missing)), f"This tool needs the {missing[0]} scope")
+    return None
 
-    async def _undeclared(self, called: list[tuple[str, str]]) -> bool:
-        """Whether a call names something registered without a declared scope (unknown names pass on)."""
-        unknown = [(method, name) for method, name in called if name not in DECLARED[method]]
-        if not unknown:
-            return False
-        registered = {
-            "tools/call": {t.name for t in await self.mcp.list_tools()},
-            "prompts/get": {p.name for p in await self.mcp.list_prompts()},
-            "resources/read": {str(r.uri) for r in await self.mcp.list_resources()},
-        }
-        templates = await self.mcp.list_resource_templates()
-        return any(name in registered[method] or (method == "resources/read" and templates) for method, name in unknown)
+
+async def _undeclared(mcp: MCPServer, called: list[tuple[str, str]]) -> bool:
+    """Whether a call names something registered without a declared scope (unknown names pass on)."""
+    unknown = [(method, name) for method, name in called if name not in DECLARED[method]]
+    if not unknown:
+        return False
+    registered = {
+        "tools/call": {t.name for t in await mcp.list_tools()},
+        "prompts/get": {p.name for p in await mcp.list_prompts()},
+        "resources/read": {str(r.uri) for r in await mcp.list_resources()},
+    }
+    templates = await mcp.list_resource_templates()
+    return any(name in registered[method] or (method == "resources/read" and templates) for method, name in unknown)
 
 
 def _may_be_gated(body: bytes) -> bool:
@@ -166,7 +142,10 @@ def _may_be_gated(body: bytes) -> bool:
     that is not UTF-8 fails the SDK's parse and is refused there). Saves a parse of every ping,
     initialize and list request.
     """
-    return b"\\" in body or any(method.encode() in body for method in DECLARED)
+    return _GATED_BYTES.search(body) is not None
+
+
+_GATED_BYTES = re.compile(b"|".join([re.escape(b"\\"), *(re.escape(method.encode()) for method in DECLARED)]))
 
 
 def _gated_calls(body: bytes) -> list[tuple[str, str]]:
@@ -186,13 +165,3 @@ def _gated_calls(body: bytes) -> list[tuple[str, str]]:
             if isinstance(name, str):
                 called.append((method, name))
     return called
-
-
-async def _send_error(send: Send, status: int, www_authenticate: str | None, error: str | None = None) -> None:
-    error = error or {401: "invalid_token", 403: "insufficient_scope", 413: "request_too_large"}[status]
-    body = json.dumps({"error": error}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if www_authenticate:
-        headers.append((b"www-authenticate", www_authenticate.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

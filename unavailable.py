@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 BROWSER_PAGES = {"/consent", "/github/callback"}
+HEADERS = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
 
 
 class Unavailable:
@@ -45,15 +46,19 @@ class Unavailable:
             await self.response(scope["path"])(scope, receive, send)
 
     def response(self, path: str) -> Response:
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
-        if path in BROWSER_PAGES:
-            page = pages.message(
-                self.app_name,
-                "Temporarily unavailable",
-                "The server cannot reach its storage right now. Please try again in a few seconds.",
-                503,
-            )
-            page.headers.update(headers)
-            return page
-        body = {"error": "temporarily_unavailable", "error_description": "The store is unreachable; retry shortly."}
-        return JSONResponse(body, 503, headers)
+        if path not in BROWSER_PAGES:
+            return json_response()
+        page = pages.message(
+            self.app_name,
+            "Temporarily unavailable",
+            "The server cannot reach its storage right now. Please try again in a few seconds.",
+            503,
+        )
+        page.headers.update(HEADERS)
+        return page
+
+
+def json_response() -> Response:
+    """The 503 for API callers (OAuth endpoints, MCP calls)."""
+    body = {"error": "temporarily_unavailable", "error_description": "The store is unreachable; retry shortly."}
+    return JSONResponse(body, 503, HEADERS)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from mcp.types import CallToolResult, TextContent
 
+from crypto import Keyring
 from tests.fake_github import FakeGitHub
 from tests.support import ManualClient, McpUser, ServerProcess, mcp_status, refresh_grant, server_db
 
@@ -151,3 +152,26 @@ async def test_an_upstream_revocation_is_noticed(server: ServerProcess, user: Mc
     assert refreshed.status_code == 400
     # Signing in again works.
     assert login(await user.call("get_user_profile")) == "alice"
+
+
+async def test_a_github_token_replaced_on_another_replica_is_retried_not_taken_for_a_revocation(
+    server: ServerProcess, user: McpUser, github: FakeGitHub
+) -> None:
+    """A tool call takes the GitHub token from the grant read with the MCP token (up to
+    token_cache.TTL_SECONDS old). When another replica has meanwhile replaced it (a refresh, a new
+    sign-in) and the old one is gone at GitHub, the 401 must lead to the stored token, not end the grant."""
+    assert login(await user.call("get_user_profile")) == "alice"  # this process now holds the grant as read
+    old_token = Keyring([server.environment()["MCP_SECRET_KEY"]]).decrypt(grant(server, user)["token_enc"])
+    assert old_token is not None
+    new_token = github.issue_token("alice", ["read:user"]).access_token
+    with server_db(server) as db:  # what another replica's refresh writes
+        new_enc = Keyring([server.environment()["MCP_SECRET_KEY"]]).encrypt(new_token)
+        db.execute("UPDATE grants SET token_enc = ? WHERE client_id = ?", (new_enc, client_id(user)))
+    github.revoke_token(old_token)
+    before = github.count("/user", "GET")
+
+    assert login(await user.call("get_user_profile")) == "alice"
+
+    assert github.count("/user", "GET") - before in (1, 2)  # 2: the copy in memory was refused, then the stored one
+    assert not grant(server, user)["dead"]
+    assert await mcp_status(server, access_token(user)) == 200

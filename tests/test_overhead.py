@@ -15,19 +15,21 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 from starlette.types import Message
 
+import app
 import scopes
 from app import RequestLog
+from bearer import BearerGate
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
     ROOT,
     ServerProcess,
     bearer_client,
+    in_process_settings,
     mcp_status,
     refresh_grant,
     revoke_request,
@@ -168,8 +170,10 @@ async def test_the_scope_layer_passes_a_skipped_body_through_unchanged() -> None
     async def app(scope: object, receive: object, send: object) -> None:
         seen.append((await receive())["body"])  # type: ignore[operator]
 
-    user = AuthenticatedUser(AccessToken(token="t", client_id="c", scopes=["user"]))
-    layer = scopes.BearerChallenge(app, "http://x/.well-known/oauth-protected-resource", MCPServer("unused"))
+    async def verify(token: str) -> AccessToken | None:
+        return AccessToken(token=token, client_id="c", scopes=["user"], resource="http://x/mcp")
+
+    layer = BearerGate(app, verify, "http://x/mcp", "http://x/.well-known/oauth-protected-resource", MCPServer("u"))
     body = rb'{"jsonrpc":"2.0","id":1,"method":"ping"}'
     chunks: list[Message] = [
         {"type": "http.request", "body": body[:10], "more_body": True},
@@ -182,7 +186,7 @@ async def test_the_scope_layer_passes_a_skipped_body_through_unchanged() -> None
     async def send(message: Message) -> None:
         raise AssertionError(f"answered {message}")
 
-    await layer({"type": "http", "method": "POST", "user": user}, receive, send)
+    await layer({"type": "http", "method": "POST", "headers": [(b"authorization", b"Bearer t")]}, receive, send)
     assert seen == [body]
 
 
@@ -254,3 +258,22 @@ async def test_mcp_requests_are_logged_at_debug_and_other_paths_at_info(caplog: 
     with caplog.at_level(logging.DEBUG, logger="mcp_server"):
         await run_logged("/mcp")
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.DEBUG, "POST /mcp 200")]
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+async def test_mcp_calls_skip_the_anonymous_layers_but_keep_their_debug_access_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture, level: int
+) -> None:
+    """app.DirectToMcp: /mcp goes straight to its gate, which still refuses, and at DEBUG is still logged."""
+    settings = in_process_settings(monkeypatch, "http://127.0.0.1:9", tmp_path)
+    with caplog.at_level(level, logger="mcp_server"):
+        asgi = app.build_app(settings)
+        transport = httpx2.ASGITransport(app=asgi)
+        async with httpx2.AsyncClient(transport=transport, base_url=settings.server_url) as http:
+            refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            metadata = await http.get("/.well-known/oauth-authorization-server")
+    assert refused.status_code == 401 and "resource_metadata=" in refused.headers["www-authenticate"]
+    assert metadata.status_code == 200
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "mcp_server"]
+    expected = [(logging.DEBUG, "POST /mcp 401")] if level == logging.DEBUG else []
+    assert lines == [*expected, (logging.INFO, "GET /.well-known/oauth-authorization-server 200")]

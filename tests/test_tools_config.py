@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 from starlette.types import Message, Receive, Scope, Send
 
 import app
-from scopes import DECLARED, TOOL_SCOPES, BearerChallenge
+from bearer import BearerGate
+from scopes import DECLARED, TOOL_SCOPES
 from settings import ConfigError
 from tests.fake_github import FakeGitHub
 from tests.support import (
@@ -148,9 +148,11 @@ async def call_through_gate(mcp: MCPServer, tool: str, method: str = "tools/call
     async def send(message: Message) -> None:
         sent.append(message)
 
-    user = AuthenticatedUser(AccessToken(token="t", client_id="c", scopes=["user"]))
-    scope: Scope = {"type": "http", "method": "POST", "user": user, "path": "/mcp", "headers": []}
-    await BearerChallenge(inner, "https://mcp.example/meta", mcp)(scope, receive, send)
+    async def verify(token: str) -> AccessToken | None:
+        return AccessToken(token=token, client_id="c", scopes=["user"], resource="https://mcp.example/mcp")
+
+    scope: Scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": [(b"authorization", b"Bearer t")]}
+    await BearerGate(inner, verify, "https://mcp.example/mcp", "https://mcp.example/meta", mcp)(scope, receive, send)
     return sent[0]["status"], ran
 
 

@@ -57,11 +57,15 @@ class GitHubCaller:
             raise ToolError("This tool needs a signed-in caller.")
         try:
             token = await self.provider.github_token(access)
-            return await request(token)
+            try:
+                return await request(token)
+            except GitHubUnauthorized:
+                # A 401 means GitHub did nothing: safe to try once more if the store holds a newer token.
+                return await request(await self.provider.github_token_refused(access, token))
         except ReconnectRequired:
             raise ToolError(RECONNECT) from None
         except GitHubUnauthorized:
-            # The user revoked the app at GitHub, or the token expired: stop honouring this grant.
+            # The newest stored token was refused too: the user revoked the app at GitHub, or it expired.
             await self.provider.grant_revoked(access.grant_id)
             raise ToolError(RECONNECT) from None
         except GitHubForbidden as exc:
