@@ -8,6 +8,10 @@ Consistency rule (what keeps revocation exact enough):
 - Other replicas sharing the store: an entry is trusted for at most `TTL_SECONDS` after it was
   read, so a revocation made elsewhere is honoured here within that time (the promise is < 1 s).
 - Expiry is not cached: the caller checks the token's expiry on every use.
+- A cached access token carries the grant read with it, and a tool call takes the GitHub token
+  from there (no store read per call). That copy may be up to `TTL_SECONDS` old: a GitHub 401 to
+  it makes the provider read the stored grant again and retry with a newer token if there is one
+  (`GitHubOAuthProvider.github_token_refused`), so a stale copy never ends a newer sign-in.
 - Decrypted GitHub tokens (`TokenCache.github_token`) are keyed by grant and by the ciphertext they came
   from, so a refreshed or replaced token can never yield the old plaintext; there are at most
   `MAX_ENTRIES` of them (least recently used dropped first), they live only in this process's

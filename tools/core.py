@@ -110,7 +110,7 @@ def _audited(name: str, fn: Callable[..., Awaitable[Any]], provider: GitHubOAuth
 
 
 def scoped_tool(mcp: MCPServer, scope: str, **options: Any) -> Callable[[F], F]:
-    """Register a tool that callers may only use with `scope` (enforced in scopes.BearerChallenge)."""
+    """Register a tool that callers may only use with `scope` (enforced in bearer.BearerGate)."""
 
     def decorator(fn: F) -> F:
         TOOL_SCOPES[options.get("name") or fn.__name__] = scope
