@@ -131,7 +131,8 @@ def build_app(settings: Settings) -> Starlette:
 
     gate_mcp_routes(app, provider, settings.resource_url, mcp)
     # Ours before the SDK's: they replace its /revoke and metadata routes of the same paths. The MCP
-    # endpoints go first of all: no other route shares their paths, and they are matched on every call.
+    # routes go first of all: no other route shares their paths, and SSE's /messages/ is matched on
+    # every call (/mcp and /sse never reach the router: DirectToMcp hands them to their gate).
     ours = server_routes(settings, provider, BrowserCookies(settings, provider.keyring), auth, list(SCOPES))
     mcp_routes = [r for r in app.router.routes if isinstance(r, (Route, Mount)) and r.path in MCP_PATHS]
     others = [r for r in app.router.routes if r not in mcp_routes]

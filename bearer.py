@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -31,8 +30,6 @@ import scopes
 import unavailable
 from bodies import read_at_most, replay
 from storage import StoreUnavailable
-
-logger = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024  # the SDK's own request body cap
 
@@ -53,8 +50,7 @@ class BearerGate:
         try:
             access = await self._authenticate(scope["headers"])
         except StoreUnavailable as exc:  # the one store read on this path: 503 as unavailable.py answers, not 500
-            logger.warning("%s %s: store unavailable (%s); answered 503", scope["method"], scope["path"], exc)
-            await unavailable.json_response()(scope, receive, send)
+            await unavailable.answer(scope, receive, send, exc, unavailable.json_response())
             return
         if access is None:
             required = "Authentication required"

@@ -42,8 +42,7 @@ class Unavailable:
         except StoreUnavailable as exc:
             if started:
                 raise
-            logger.warning("%s %s: store unavailable (%s); answered 503", scope["method"], scope["path"], exc)
-            await self.response(scope["path"])(scope, receive, send)
+            await answer(scope, receive, send, exc, self.response(scope["path"]))
 
     def response(self, path: str) -> Response:
         if path not in BROWSER_PAGES:
@@ -56,6 +55,12 @@ class Unavailable:
         )
         page.headers.update(HEADERS)
         return page
+
+
+async def answer(scope: Scope, receive: Receive, send: Send, exc: StoreUnavailable, response: Response) -> None:
+    """Log the outage and send the 503: here, and in bearer.py for the MCP calls that bypass this layer."""
+    logger.warning("%s %s: store unavailable (%s); answered 503", scope["method"], scope["path"], exc)
+    await response(scope, receive, send)
 
 
 def json_response() -> Response:
