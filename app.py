@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from github_api import GitHubClient, new_http_client
 from github_provider import GitHubOAuthProvider
 from ratelimit import RateLimit, counters_for
 from routes import server_routes
-from scopes import DEFAULT_SCOPES, SCOPES, require_declared_scopes
+from scopes import DEFAULT_SCOPES, SCOPES, ScopeCheck, require_declared_scopes
 from settings import ConfigError, Settings
 from storage import StorageURLError, StoreUnavailable, open_storage
 from storage.sqlite import sqlite_path
@@ -97,6 +98,7 @@ async def check_startup(settings: Settings) -> None:
             logger.info("Ended %d sign-ins that the allow-lists no longer admit", ended)
     finally:
         await provider.github.http.aclose()
+        await provider.documents.aclose()
         await provider.storage.close()
 
 
@@ -117,6 +119,7 @@ def build_app(settings: Settings) -> Starlette:
     # Shared keys: a request state sealed by one replica opens on every other.
     request_state = RequestStateSecurity(keys=provider.keyring.request_state_keys())
     mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth, request_state_security=request_state)
+    mcp.middleware.append(ScopeCheck(mcp))  # the one scope decision, on what the SDK decoded
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     register_tools(mcp, provider)
     require_declared_scopes(mcp)
@@ -156,7 +159,9 @@ def build_app(settings: Settings) -> Starlette:
 
 def direct_endpoints(app: Starlette) -> dict[str, ASGIApp]:
     """The gated MCP endpoints by exact path (`/mcp`, `/sse`; SSE's `/messages/` mount stays routed)."""
-    endpoints = {r.path: r.app for r in app.router.routes if isinstance(r, Route) and r.path in MCP_PATHS}
+    routes = [r for r in app.router.routes if isinstance(r, Route) and r.path in MCP_PATHS]
+    # The router would answer 405 to a method a route does not take (GET only for /sse): so do we.
+    endpoints = {r.path: r.app if r.methods is None else MethodsOnly(r.app, r.methods) for r in routes}
     if logger.isEnabledFor(logging.DEBUG):  # main.py --log-level debug: their access lines too
         endpoints = {path: RequestLog(endpoint) for path, endpoint in endpoints.items()}
     return endpoints
@@ -179,6 +184,23 @@ class DirectToMcp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
         await (endpoint or self.app)(scope, receive, send)
+
+
+class MethodsOnly:
+    """405 with `Allow` to any method the route does not take, as Starlette's router answers."""
+
+    def __init__(self, app: ASGIApp, methods: Iterable[str]) -> None:
+        self.app = app
+        self.methods = frozenset(methods)
+        self.allow = ", ".join(sorted(self.methods)).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in self.methods:
+            await self.app(scope, receive, send)
+            return
+        headers = [(b"allow", self.allow), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 405, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
 
 
 def gate_mcp_routes(app: Starlette, provider: GitHubOAuthProvider, resource_url: str, mcp: MCPServer) -> None:
@@ -219,6 +241,7 @@ def _lifespan(inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider
         finally:
             sweeper.cancel()
             await provider.github.http.aclose()
+            await provider.documents.aclose()
             await provider.storage.close()
 
     return lifespan
@@ -270,3 +293,27 @@ class RequestLog:
             await self.app(scope, receive, record)
         finally:
             logger.log(level, "%s %s %s", scope["method"], scope["path"], status or "-")
+
+
+class EscapingFormatter(logging.Formatter):
+    """Log lines whose request-controlled parts (paths, names, URLs) cannot forge other lines.
+
+    OWASP logging: control characters (`%0A` in a path is a real newline by then) are escaped in
+    every message, from this server, the SDK or uvicorn. Tracebacks are added after, unescaped.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    return _CONTROLS.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

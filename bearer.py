@@ -2,8 +2,9 @@
 
 It does in one ASGI hop what the SDK does in three (`AuthenticationMiddleware` with
 `BearerAuthBackend`, `AuthContextMiddleware`, `RequireAuthMiddleware`; app.py takes those out),
-by the same rules, plus two things the SDK lacks: a `scope=` in the 401 challenge, and per-tool
-scopes (scopes.py). The rules:
+by the same rules, plus two things the SDK lacks: a `scope=` in the 401 challenge, and an early
+403 challenge for a tool's missing scope (scopes.py; the decision that counts is `scopes.ScopeCheck`,
+taken again on what the SDK decoded). The rules:
 - the first `Authorization` header, `Bearer ` in any case, the rest is the token;
 - the provider's `load_access_token`; an expired token, or one issued for another resource
   (RFC 8707 audience, compared as URLs as the SDK compares them), is refused with 401;
@@ -77,6 +78,9 @@ class BearerGate:
             auth_context_var.reset(context)
 
     async def _forbid(self, send: Send, refused: scopes.Refusal) -> None:
+        if refused is scopes.UNREADABLE:
+            await _send_error(send, 400, refused.error)
+            return
         if not refused.wanted:  # undeclared: no scope the caller could ask for would help
             await _send_error(send, 403, refused.error)
             return

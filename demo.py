@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import pages
 from github_standin import GitHubStandIn
@@ -58,9 +59,39 @@ def standin(settings: Settings) -> GitHubStandIn:
 def mount(app: Starlette, settings: Settings) -> None:
     """Serve the stand-in under PREFIX, and say loudly, in the log and on every page, that this is a demo."""
     app.router.routes.insert(0, Mount(PREFIX, app=standin(settings).app))
+    app.add_middleware(LoopbackHostOnly)
     pages.DEMO = True
     logger.warning(
         "DEMO MODE: GitHub is replaced by a built-in stand-in at %s (pick a demo user there); "
         "nothing is kept after the server stops. Do not use it for anything real.",
         settings.github_url,
     )
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+class LoopbackHostOnly:
+    """DNS rebinding: a page on another site whose name resolves to 127.0.0.1 must not drive the demo.
+
+    The stand-in's user picker signs anyone in as anyone; only a browser that asked for this server
+    by a loopback name reaches it (or any other page). Others get 421 Misdirected Request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _host_name(scope) not in LOOPBACK_NAMES:
+            body = b"This demo server answers only on 127.0.0.1, localhost or [::1]."
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 421, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _host_name(scope: Scope) -> str:
+    host = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"host"), "")
+    name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    return (name if port.isdigit() else host).lower()

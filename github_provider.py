@@ -34,7 +34,7 @@ from admission import Admission
 from cimd import ClientDocuments, DocumentError, is_document_url, verified_host
 from crypto import Keyring, new_secret, s256, token_hash
 from github_api import GitHubClient, GitHubError, GitHubOAuthError
-from ratelimit import client_origin
+from ratelimit import client_origin, wide_origin_key
 from registration import Client, trim_registration
 from scopes import DEFAULT_SCOPES, SCOPES, github_scopes
 from settings import Settings
@@ -114,9 +114,8 @@ class GitHubOAuthProvider(
         self.keyring = keyring
         self.github = github
         self.admission = Admission(settings, storage, github)
-        self.documents = ClientDocuments(
-            github.http, settings.allowed_redirect_schemes, settings.cimd_allow_http_loopback
-        )
+        # Its own connection pool: slow client sites must not hold connections that tool calls need.
+        self.documents = ClientDocuments(settings.allowed_redirect_schemes, settings.cimd_allow_http_loopback)
         self.pending_limits = PendingLimits(
             settings.max_pending_per_client, settings.max_pending_per_client, settings.max_pending_authorizations
         )
@@ -179,6 +178,7 @@ class GitHubOAuthProvider(
             pending.model_dump(),
             client_id=client.client_id,
             origin=client_origin.get(),
+            wide_origin=wide_origin_key(client_origin.get()),
             expires_at=now + self.settings.consent_seconds,
             limits=self.pending_limits,
             now=now,
@@ -241,6 +241,7 @@ class GitHubOAuthProvider(
             AccountLogin().model_dump(),
             client_id=f"account:{origin}",
             origin=origin,
+            wide_origin=wide_origin_key(origin),
             expires_at=now + self.settings.consent_seconds,
             limits=self.pending_limits,
             now=now,

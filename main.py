@@ -11,7 +11,7 @@ import sys
 import uvicorn
 
 import demo
-from app import build_app, check_startup
+from app import EscapingFormatter, build_app, check_startup
 from settings import ConfigError, load_settings
 
 
@@ -40,7 +40,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         overrides = demo.settings_overrides() if args.demo else {}
         settings = load_settings(
@@ -56,10 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     # Everything built so far (modules, the SDK, templates) lives as long as the process: frozen, it
     # is left out of every later garbage collection, which would otherwise walk it each time.
     gc.freeze()
+    # log_config=None: uvicorn logs through the root handler above, escaped like every other line.
     # access_log=False: uvicorn would log query strings, which carry OAuth codes and states.
     # proxy_headers=False: only MCP_TRUSTED_PROXIES decides whose X-Forwarded-For is believed (ratelimit.py).
     uvicorn.run(
-        app, host=settings.host, port=settings.port, access_log=False, log_level=args.log_level, proxy_headers=False
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_config=None,
+        log_level=args.log_level,
+        proxy_headers=False,
     )
     return 0
 

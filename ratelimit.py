@@ -143,6 +143,22 @@ def origin_key(address: str) -> str:
     return str(ip)
 
 
+def wide_origin_key(origin: str) -> str:
+    """The site an `origin_key` belongs to, for the cap that a site's many /64s cannot multiply.
+
+    IPv6: the /48, one end site's usual allocation (RFC 6177), which holds 65,536 /64s. IPv4: the address
+    itself. Each address is already scarce and bought on its own, and the neighbours in a /24 (a hosting
+    provider's or an ISP's pool) are usually unrelated customers, whom one cap would make pay for each other.
+    """
+    try:
+        network = ipaddress.ip_network(origin)
+    except ValueError:
+        return origin
+    if network.version == 6 and network.prefixlen > 48:
+        return str(network.supernet(new_prefix=48))
+    return origin
+
+
 async def _json_error(send: Send, status: int, error: str, description: str, retry_after: int | None = None) -> None:
     body = json.dumps({"error": error, "error_description": description}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

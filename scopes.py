@@ -12,12 +12,16 @@ every signed-in caller declares `EVERYONE`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_REQUEST
 
 from settings import ConfigError
 
@@ -108,16 +112,63 @@ class Refusal:
     description: str
 
 
-async def refusal(mcp: MCPServer, body: bytes, granted: list[str]) -> Refusal | None:
-    """Whether the JSON-RPC message or batch in `body` calls something `granted` does not cover."""
-    called = _gated_calls(body) if _may_be_gated(body) else []
+UNREADABLE = Refusal("parse_error", [], "The request body must be UTF-8 JSON")
+
+
+async def decide(mcp: MCPServer, called: list[tuple[str, str]], granted: Iterable[str]) -> Refusal | None:
+    """The one scope decision: whether `called` ((method, name) pairs) needs more than `granted`.
+
+    Fail closed: a tool, prompt or resource registered without a declared scope is refused.
+    """
     if await _undeclared(mcp, called):
-        return Refusal("undeclared_scope", [], "")
+        return Refusal("undeclared_scope", [], "This is served without a declared scope")
+    held = list(granted)
     needed = [DECLARED[method][name] for method, name in called if name in DECLARED[method]]
-    missing = [s for s in needed if s != EVERYONE and s not in granted]
+    missing = [s for s in needed if s != EVERYONE and s not in held]
     if missing:
-        return Refusal("insufficient_scope", granted + sorted(set(missing)), f"This tool needs the {missing[0]} scope")
+        return Refusal("insufficient_scope", held + sorted(set(missing)), f"This tool needs the {missing[0]} scope")
     return None
+
+
+async def refusal(mcp: MCPServer, body: bytes, granted: list[str]) -> Refusal | None:
+    """The HTTP fast path (bearer.py): the decision for the JSON-RPC message or batch in `body`.
+
+    Only an early answer, for the 403 challenge clients step up from: `ScopeCheck` decides again on
+    what the SDK decoded. A body not read here as strict UTF-8 JSON is refused, never taken for a
+    body that calls nothing: the SDK's decoders accept more (a BOM, UTF-16/32, lone surrogates).
+    """
+    if not _may_be_gated(body):
+        return None
+    called = _gated_calls(body)
+    return UNREADABLE if called is None else await decide(mcp, called, granted)
+
+
+class ScopeCheck:
+    """The authority on scopes: an SDK middleware, so it sees each message as the SDK decoded it.
+
+    It runs after decoding on every transport and protocol revision (2026-07-28 and legacy
+    Streamable HTTP, SSE), one message at a time, before the SDK looks up what to run, so no
+    encoding, escape, duplicate key or batch can make it read a different call than the one that
+    runs. Every tool, prompt and resource call passes here: a forker cannot forget it.
+    """
+
+    def __init__(self, mcp: MCPServer) -> None:
+        self.mcp = mcp
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method in DECLARED:
+            await self._check(ctx.method, ctx.params)
+        return await call_next(ctx)
+
+    async def _check(self, method: str, params: Mapping[str, Any] | None) -> None:
+        name = params.get("uri" if method == "resources/read" else "name") if isinstance(params, Mapping) else None
+        if not isinstance(name, str):
+            return  # the SDK's own validation refuses it before anything runs
+        access = get_access_token()
+        # Fail closed: no caller (a transport without the bearer gate) holds no scope.
+        refused = await decide(self.mcp, [(method, name)], access.scopes if access else [])
+        if refused is not None:
+            raise MCPError(code=INVALID_REQUEST, message=f"Forbidden: {refused.description}.", data=refused.error)
 
 
 async def _undeclared(mcp: MCPServer, called: list[tuple[str, str]]) -> bool:
@@ -135,26 +186,29 @@ async def _undeclared(mcp: MCPServer, called: list[tuple[str, str]]) -> bool:
 
 
 def _may_be_gated(body: bytes) -> bool:
-    """False only when no JSON string in `body` can be a gated method, so `_gated_calls` would find nothing.
+    """False only when the strict parse (`_gated_calls`) would find no gated call and no fault.
 
     JSON can spell a string with escapes ("tools\\/call", "\\u0074ools/call"), and every escape
-    needs a backslash; without one, each string's UTF-8 bytes appear verbatim in the body (a body
-    that is not UTF-8 fails the SDK's parse and is refused there). Saves a parse of every ping,
-    initialize and list request.
+    needs a backslash. Without one, in a body that is UTF-8 (no NUL byte, so not UTF-16/32; no
+    BOM; no encoded surrogate), each string's bytes appear verbatim. Anything else is parsed, and
+    refused if the strict parse fails. Saves a parse of every ping, initialize and list request.
     """
     return _GATED_BYTES.search(body) is not None
 
 
-_GATED_BYTES = re.compile(b"|".join([re.escape(b"\\"), *(re.escape(method.encode()) for method in DECLARED)]))
+_NOT_PLAIN_UTF8 = [re.escape(b"\\"), b"\x00", re.escape(b"\xef\xbb\xbf"), b"\xed[\xa0-\xbf]"]
+_GATED_BYTES = re.compile(b"|".join([*_NOT_PLAIN_UTF8, *(re.escape(method.encode()) for method in DECLARED)]))
 
 
-def _gated_calls(body: bytes) -> list[tuple[str, str]]:
-    """(method, tool/prompt name or resource URI) of every gated request in a JSON-RPC message or batch."""
+def _gated_calls(body: bytes) -> list[tuple[str, str]] | None:
+    """(method, tool/prompt name or resource URI) of every gated request in a message or batch.
+
+    None when `body` is not strict UTF-8 JSON (RFC 8259 §8.1): the gate refuses it.
+    """
     try:
-        # The SDK's own parser: a body read differently here and there could dodge the check.
         parsed: Any = pydantic_core.from_json(body)
     except ValueError:
-        return []  # the SDK refuses malformed JSON itself
+        return None
     messages = parsed if isinstance(parsed, list) else [parsed]
     called = []
     for message in messages:

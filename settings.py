@@ -128,8 +128,12 @@ class Settings(BaseSettings):
             raise ValueError("MCP_SERVER_URL must be https unless it is on localhost: fix it in .env")
         if parts.path or parts.query or parts.fragment:
             raise ValueError("MCP_SERVER_URL must be an origin such as https://mcp.example.com, without a path")
-        if self.cimd_allow_http_loopback and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
-            raise ValueError("MCP_CIMD_ALLOW_HTTP_LOOPBACK is for local development only: unset it off localhost")
+        if self.cimd_allow_http_loopback and (parts.hostname not in LOOPBACK_HOSTS or self.host not in LOOPBACK_HOSTS):
+            # SSRF: fetches from loopback only for a developer's own machine, where nobody else can ask for them.
+            raise ValueError(
+                "MCP_CIMD_ALLOW_HTTP_LOOPBACK is for local development only: "
+                "unset it, or serve on localhost only (MCP_HOST or --host, and MCP_SERVER_URL)"
+            )
         return self
 
     @model_validator(mode="after")

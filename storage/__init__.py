@@ -91,13 +91,24 @@ class Swept:
     released: list[Released]
 
 
+# The cap per wide origin, as a multiple of the cap per origin: room for a site's several subnets.
+WIDE_ORIGIN_FACTOR = 5
+
+
 @dataclass(frozen=True)
 class PendingLimits:
-    """Caps on sign-ins under way: per client, per client address, and for the whole server."""
+    """Caps on sign-ins under way: per client, per client address (`origin`), per site (`wide_origin`,
+    an IPv6 /48) and for the whole server. The site cap exists because one /48 holds 65,536 /64s, each
+    an origin of its own: without it, one site could fill the whole server's cap."""
 
     per_client: int
     per_origin: int
     total: int
+    per_wide_origin: int = 0  # 0: WIDE_ORIGIN_FACTOR times per_origin
+
+    def __post_init__(self) -> None:
+        if self.per_wide_origin <= 0:
+            object.__setattr__(self, "per_wide_origin", WIDE_ORIGIN_FACTOR * self.per_origin)
 
 
 class StoreUnavailable(Exception):
@@ -157,8 +168,10 @@ class Storage(Protocol):
         expires_at: float,
         limits: PendingLimits,
         now: float,
+        wide_origin: str | None = None,
     ) -> str | None:
-        """Store it unless a cap is reached; returns None, or which cap ("client", "origin", "total")."""
+        """Store it unless a cap is reached; returns None, or which cap ("client", "origin", "wide_origin",
+        "total"). Without `wide_origin` the origin is its own site (an IPv4 address)."""
         ...
 
     async def get_pending(self, key: str, now: float) -> dict[str, Any] | None: ...

@@ -71,23 +71,28 @@ local function release(grant_id, now)
   return {grant, last}
 end
 
-local function pending_indexes(client_id, origin)
-  return {{'client', p .. 'pending-by-client:' .. client_id}, {'origin', p .. 'pending-by-origin:' .. origin},
-    {'total', p .. 'pending-all'}}
+-- The sorted sets a pending sign-in is counted in, in ADD_PENDING's order of caps. A record written
+-- before sites were counted has no wide_origin, and is in no site's set.
+local function pending_indexes(client_id, origin, wide_origin)
+  local indexes = {{'client', p .. 'pending-by-client:' .. client_id}, {'origin', p .. 'pending-by-origin:' .. origin}}
+  if wide_origin then indexes[#indexes + 1] = {'wide_origin', p .. 'pending-by-wide-origin:' .. wide_origin} end
+  indexes[#indexes + 1] = {'total', p .. 'pending-all'}
+  return indexes
 end
 """
 
-# ARGV: prefix, key, record, client_id, origin, expires_at, cap client, cap origin, cap total, now
+# ARGV: prefix, key, record, client_id, origin, wide_origin, expires_at,
+#   cap client, cap origin, cap wide_origin, cap total, now
 ADD_PENDING = """
-local key, expires_at, now = ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[10])
-local indexes = pending_indexes(ARGV[4], ARGV[5])
+local key, expires_at, now = ARGV[2], tonumber(ARGV[7]), tonumber(ARGV[12])
+local indexes = pending_indexes(ARGV[4], ARGV[5], ARGV[6])
 for n, index in ipairs(indexes) do
   redis.call('ZREMRANGEBYSCORE', index[2], '-inf', now)
-  if redis.call('ZCARD', index[2]) >= tonumber(ARGV[6 + n]) then return index[1] end
+  if redis.call('ZCARD', index[2]) >= tonumber(ARGV[7 + n]) then return index[1] end
 end
 local pending = p .. 'pending:' .. key
 redis.call('HSET', pending, 'record', ARGV[3], 'stage', 'consent', 'client_id', ARGV[4], 'origin', ARGV[5],
-  'expires_at', ARGV[6])
+  'wide_origin', ARGV[6], 'expires_at', ARGV[7])
 redis.call('PEXPIREAT', pending, math.ceil(expires_at * 1000))
 for _, index in ipairs(indexes) do
   redis.call('ZADD', index[2], expires_at, key)
@@ -100,13 +105,13 @@ return false
 APPROVE_PENDING = """
 local key, seconds, now = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
 local pending = p .. 'pending:' .. key
-local row = redis.call('HMGET', pending, 'stage', 'expires_at', 'client_id', 'origin')
+local row = redis.call('HMGET', pending, 'stage', 'expires_at', 'client_id', 'origin', 'wide_origin')
 if row[1] ~= 'consent' or tonumber(row[2]) <= now then return 0 end
 local expires_at = math.min(now + seconds, tonumber(row[2]) + seconds)
 redis.call('HSET', pending, 'stage', 'github', 'state_hash', ARGV[3], 'expires_at', string.format('%.6f', expires_at))
 redis.call('PEXPIREAT', pending, math.ceil(expires_at * 1000))
 redis.call('SET', p .. 'pending-state:' .. ARGV[3], key, 'PXAT', math.ceil(expires_at * 1000))
-for _, index in ipairs(pending_indexes(row[3], row[4])) do
+for _, index in ipairs(pending_indexes(row[3], row[4], row[5])) do
   redis.call('ZADD', index[2], 'XX', expires_at, key)
   extend(index[2], expires_at)
 end
@@ -121,11 +126,12 @@ if stage == 'github' then
   if not key then return nil end
 end
 local pending = p .. 'pending:' .. key
-local row = redis.call('HMGET', pending, 'stage', 'expires_at', 'client_id', 'origin', 'record', 'state_hash')
+local row = redis.call('HMGET', pending, 'stage', 'expires_at', 'client_id', 'origin', 'record', 'state_hash',
+  'wide_origin')
 if row[1] ~= stage or tonumber(row[2]) <= now or (stage == 'github' and row[6] ~= ARGV[4]) then return nil end
 redis.call('DEL', pending)
 if row[6] then redis.call('DEL', p .. 'pending-state:' .. row[6]) end
-for _, index in ipairs(pending_indexes(row[3], row[4])) do redis.call('ZREM', index[2], key) end
+for _, index in ipairs(pending_indexes(row[3], row[4], row[7])) do redis.call('ZREM', index[2], key) end
 return row[5]
 """
 

@@ -84,9 +84,12 @@ class RedisStorage:
         expires_at: float,
         limits: PendingLimits,
         now: float,
+        wide_origin: str | None = None,
     ) -> str | None:
-        caps = (limits.per_client, limits.per_origin, limits.total)
-        full = await self._run("ADD_PENDING", key, json.dumps(record), client_id, origin, expires_at, *caps, now)
+        wide = origin if wide_origin is None else wide_origin
+        caps = (limits.per_client, limits.per_origin, limits.per_wide_origin, limits.total)
+        args = (key, json.dumps(record), client_id, origin, wide, expires_at, *caps, now)
+        full = await self._run("ADD_PENDING", *args)
         return None if full is None else str(full)
 
     async def get_pending(self, key: str, now: float) -> dict[str, Any] | None:

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS clients (
     created_at REAL NOT NULL, last_used_at REAL);
 CREATE TABLE IF NOT EXISTS pending (
     key TEXT PRIMARY KEY, record TEXT NOT NULL, stage TEXT NOT NULL, client_id TEXT NOT NULL,
-    origin TEXT NOT NULL, state_hash TEXT UNIQUE, expires_at REAL NOT NULL);
+    origin TEXT NOT NULL, state_hash TEXT UNIQUE, expires_at REAL NOT NULL,
+    wide_origin TEXT NOT NULL DEFAULT '');  -- last: where _migrate's ALTER TABLE puts it in older files
 CREATE INDEX IF NOT EXISTS pending_by_client ON pending (client_id, expires_at);
 CREATE INDEX IF NOT EXISTS pending_by_origin ON pending (origin, expires_at);
 CREATE TABLE IF NOT EXISTS codes (
@@ -92,6 +93,17 @@ class SQLiteStorage:
         self._db.execute("PRAGMA mmap_size = 268435456")
         self._db.execute("PRAGMA cache_size = -32768")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file written by an older version up to SCHEMA, whose CREATE TABLE IF NOT EXISTS leaves an
+        existing table as it is; one transaction, so that two processes opening the file at once cannot both
+        add the column."""
+        with self._transaction() as db:
+            if "wide_origin" not in {row["name"] for row in db.execute("PRAGMA table_info(pending)")}:
+                # Its rows (minutes old at most) count for no site; they expire before long.
+                db.execute("ALTER TABLE pending ADD COLUMN wide_origin TEXT NOT NULL DEFAULT ''")
+            db.execute("CREATE INDEX IF NOT EXISTS pending_by_wide_origin ON pending (wide_origin, expires_at)")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -147,22 +159,30 @@ class SQLiteStorage:
         expires_at: float,
         limits: PendingLimits,
         now: float,
+        wide_origin: str | None = None,
     ) -> str | None:
+        wide = origin if wide_origin is None else wide_origin
         with self._transaction() as db:
             counts = (
                 ("client", "SELECT COUNT(*) FROM pending WHERE client_id = ? AND expires_at > ?", (client_id, now)),
                 ("origin", "SELECT COUNT(*) FROM pending WHERE origin = ? AND expires_at > ?", (origin, now)),
+                ("wide_origin", "SELECT COUNT(*) FROM pending WHERE wide_origin = ? AND expires_at > ?", (wide, now)),
                 ("total", "SELECT COUNT(*) FROM pending WHERE expires_at > ?", (now,)),
             )
-            caps = {"client": limits.per_client, "origin": limits.per_origin, "total": limits.total}
+            caps = {
+                "client": limits.per_client,
+                "origin": limits.per_origin,
+                "wide_origin": limits.per_wide_origin,
+                "total": limits.total,
+            }
             for name, sql, params in counts:
                 (count,) = db.execute(sql, params).fetchone()
                 if count >= caps[name]:
                     return name
             db.execute(
-                "INSERT INTO pending (key, record, stage, client_id, origin, expires_at)"
-                " VALUES (?, ?, 'consent', ?, ?, ?)",
-                (key, json.dumps(record), client_id, origin, expires_at),
+                "INSERT INTO pending (key, record, stage, client_id, origin, wide_origin, expires_at)"
+                " VALUES (?, ?, 'consent', ?, ?, ?, ?)",
+                (key, json.dumps(record), client_id, origin, wide, expires_at),
             )
             return None
 

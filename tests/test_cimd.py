@@ -208,3 +208,16 @@ def test_the_development_setting_is_refused_off_loopback(tmp_path: Any) -> None:
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "MCP_CIMD_ALLOW_HTTP_LOOPBACK" in line
+
+
+@pytest.mark.parametrize(
+    ("env", "args"),
+    [({"MCP_HOST": "0.0.0.0"}, ()), ({}, ("--host", "0.0.0.0"))],  # noqa: S104 (refused, never bound)
+)
+def test_the_development_setting_is_refused_on_a_public_bind_address(
+    tmp_path: Any, env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    result = run_main(tmp_path, BASE | {"MCP_CIMD_ALLOW_HTTP_LOOPBACK": "true"} | env, *args)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "MCP_CIMD_ALLOW_HTTP_LOOPBACK" in line and "MCP_HOST" in line

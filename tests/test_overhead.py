@@ -142,7 +142,22 @@ PLAIN = [
 
 @pytest.mark.parametrize("body", ESCAPED + PLAIN)
 def test_the_scope_check_skips_a_parse_only_when_it_would_find_nothing(body: bytes) -> None:
-    assert scopes._may_be_gated(body) or scopes._gated_calls(body) == []
+    assert scopes._may_be_gated(body) or scopes._gated_calls(body) in ([], None)
+
+
+NOT_PLAIN_UTF8 = [
+    b"\xef\xbb\xbf" + PLAIN[1],
+    PLAIN[1].decode().encode("utf-16-le"),
+    PLAIN[1].decode().encode("utf-32"),
+    PLAIN[1].replace(b'"ping"', b'"ping","x":"\xed\xa0\x80"'),
+]
+
+
+@pytest.mark.parametrize("body", NOT_PLAIN_UTF8)
+def test_a_body_other_than_plain_utf8_is_always_parsed_and_refused(body: bytes) -> None:
+    """Issue 15: the SDK's json.loads reads these; the strict parse does not, so the gate refuses them."""
+    assert scopes._may_be_gated(body)
+    assert scopes._gated_calls(body) is None
 
 
 @pytest.mark.parametrize("body", ESCAPED)

@@ -139,24 +139,25 @@ async def test_expired_pending_is_gone(store: Storage) -> None:
 
 
 @pytest.mark.parametrize(
-    ("limits", "cap", "origins"),
+    ("limits", "cap"),
     [
-        (PendingLimits(per_client=5, per_origin=100, total=100), "client", False),
-        (PendingLimits(per_client=100, per_origin=5, total=100), "origin", False),
-        (PendingLimits(per_client=100, per_origin=100, total=5), "total", True),
+        (PendingLimits(per_client=5, per_origin=100, total=100), "client"),
+        (PendingLimits(per_client=100, per_origin=5, total=100), "origin"),
+        (PendingLimits(per_client=100, per_origin=100, total=100, per_wide_origin=5), "wide_origin"),
+        (PendingLimits(per_client=100, per_origin=100, total=5), "total"),
     ],
 )
-async def test_pending_caps_hold_under_concurrency(
-    stores: OpenStore, limits: PendingLimits, cap: str, origins: bool
-) -> None:
+async def test_pending_caps_hold_under_concurrency(stores: OpenStore, limits: PendingLimits, cap: str) -> None:
     a, b = stores(), stores()
     now = time.time()
 
     async def add(i: int, s: Storage) -> str | None:
-        origin = f"o{i}" if origins else "o"
-        client = f"c{i}" if cap != "client" else "c"
+        # Only what the cap under test counts is shared; every other key is new each time.
+        client = "c" if cap == "client" else f"c{i}"
+        origin = "o" if cap == "origin" else f"o{i}"
+        wide = f"w{i}" if cap == "total" else "w"
         return await s.add_pending(
-            f"k{i}", {}, client_id=client, origin=origin, expires_at=now + 60, limits=limits, now=now
+            f"k{i}", {}, client_id=client, origin=origin, wide_origin=wide, expires_at=now + 60, limits=limits, now=now
         )
 
     results = await asyncio.gather(*(add(i, [a, b][i % 2]) for i in range(20)))
@@ -164,8 +165,66 @@ async def test_pending_caps_hold_under_concurrency(
     assert set(results) - {None} == {cap}
     # Expired sign-ins no longer count.
     later = now + 61
-    stored = await a.add_pending("late", {}, client_id="c", origin="o", expires_at=later + 60, limits=limits, now=later)
+    stored = await a.add_pending(
+        "late", {}, client_id="c", origin="o", wide_origin="w", expires_at=later + 60, limits=limits, now=later
+    )
     assert stored is None
+
+
+async def test_wide_origin_slots_are_freed_when_sign_ins_end(store: Storage) -> None:
+    """Approval keeps the slot (the sign-in is still under way); the callback or a denial frees it."""
+    limits = PendingLimits(per_client=100, per_origin=100, total=100, per_wide_origin=2)
+    now = time.time()
+
+    async def add(key: str, origin: str) -> str | None:
+        site = "2001:db8:1::/48"
+        return await store.add_pending(
+            key, {}, client_id=key, origin=origin, wide_origin=site, expires_at=now + 60, limits=limits, now=now
+        )
+
+    assert [await add("k1", "2001:db8:1:1::/64"), await add("k2", "2001:db8:1:2::/64")] == [None, None]
+    assert await add("k3", "2001:db8:1:3::/64") == "wide_origin"
+    assert await store.approve_pending("k1", "state1", 600, now)
+    assert await add("k3", "2001:db8:1:3::/64") == "wide_origin"
+    assert await store.take_pending_by_state("state1", now) == {}
+    assert await add("k3", "2001:db8:1:3::/64") is None
+    assert await store.take_pending("k2", now) == {}
+    assert await add("k4", "2001:db8:1:4::/64") is None
+    assert await add("k5", "2001:db8:1:5::/64") == "wide_origin"
+
+
+@pytest.mark.parametrize("cap", ["client", "origin", "wide_origin", "total"])
+async def test_approved_sign_in_keeps_its_slot_past_the_consent_deadline(store: Storage, cap: str) -> None:
+    """At GitHub it is still under way: every index it counts in follows its new deadline."""
+    sizes = {"client": 100, "origin": 100, "wide_origin": 100, "total": 100} | {cap: 2}
+    limits = PendingLimits(sizes["client"], sizes["origin"], sizes["total"], sizes["wide_origin"])
+    now = time.time()
+
+    async def add(key: str, at: float) -> str | None:
+        # Only what the cap under test counts is shared.
+        client = "c" if cap == "client" else key
+        origin = "o" if cap == "origin" else key
+        wide = "w" if cap == "wide_origin" else key
+        return await store.add_pending(
+            key, {}, client_id=client, origin=origin, wide_origin=wide, expires_at=at + 60, limits=limits, now=at
+        )
+
+    assert await add("k1", now) is None
+    assert await store.approve_pending("k1", "state1", 600, now)
+    later = now + 120  # past k1's consent deadline, well within its GitHub stage
+    assert [await add("k2", later), await add("k3", later)] == [None, cap]
+
+
+async def test_without_a_wide_origin_the_origin_is_its_own_site(store: Storage) -> None:
+    limits = PendingLimits(per_client=100, per_origin=100, total=100, per_wide_origin=2)
+    now = time.time()
+
+    async def add(i: int) -> str | None:
+        return await store.add_pending(
+            f"k{i}", {}, client_id=f"c{i}", origin="192.0.2.1", expires_at=now + 60, limits=limits, now=now
+        )
+
+    assert [await add(i) for i in range(3)] == [None, None, "wide_origin"]
 
 
 async def test_concurrent_code_exchange_has_one_winner(stores: OpenStore) -> None:
