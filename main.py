@@ -10,9 +10,10 @@ import sys
 
 import uvicorn
 
-import demo
-from app import EscapingFormatter, build_app, check_startup
-from settings import ConfigError, load_settings
+from ghmcp.config import ConfigError, load_settings
+from ghmcp.web import demo
+from ghmcp.web.access_log import EscapingFormatter
+from ghmcp.web.build import build_app, check_startup
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -23,12 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mcp.shared.auth import OAuthClientInformationFull
 
-from app import build_app
-from crypto import new_secret, token_hash
-from github_api import new_http_client
-from github_provider import GitHubAccessToken, GitHubAuthorizationCode, GitHubOAuthProvider
-from settings import Settings
-from storage import Grant, new_id
+from ghmcp.auth.keys import new_secret, token_hash
+from ghmcp.auth.records import GitHubAccessToken, GitHubAuthorizationCode
+from ghmcp.config import Settings
+from ghmcp.storage import Grant, new_id
+from ghmcp.upstream.api import new_http_client
+from ghmcp.web.build import build_app
+from github_provider import GitHubOAuthProvider
 from tests.fake_github import FakeGitHub, running_fake_github
 
 CLIENT = OAuthClientInformationFull(client_id="bench", redirect_uris=["http://127.0.0.1:1/cb"])  # type: ignore[list-item]

@@ -80,7 +80,7 @@ from mcp.server.auth.provider import AccessToken  # noqa: E402
 from mcp.server.auth.settings import AuthSettings  # noqa: E402
 from mcp.server.mcpserver import MCPServer  # noqa: E402
 
-from github_api import GitHubClient, new_http_client  # noqa: E402
+from ghmcp.upstream.api import GitHubClient, new_http_client  # noqa: E402
 from tests.fake_github import FakeGitHub, running_fake_github  # noqa: E402
 from tests.support import ServerProcess, free_port, sign_in_tokens  # noqa: E402
 from tools.users import UserProfile  # noqa: E402  (the same result model: the same serialisation work)

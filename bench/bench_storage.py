@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx2
 from bench_auth import CLIENT, issue_pair
 
-from app import build_provider
-from settings import Settings
-from storage import Family, Grant, Storage, new_id
-from storage.redis_store import PREFIX, RedisStorage
-from storage.sqlite import SQLiteStorage
+from ghmcp.config import Settings
+from ghmcp.storage import Family, Grant, Storage, new_id
+from ghmcp.storage.redis_store import PREFIX, RedisStorage
+from ghmcp.storage.sqlite import SQLiteStorage
+from ghmcp.web.build import build_provider
 from tests.fake_github import FakeGitHub, running_fake_github
 from tests.proxy import running_proxy
 from tests.redis_support import RedisServer

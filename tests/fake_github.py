@@ -14,10 +14,10 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from github_standin import Comment as FakeComment
-from github_standin import GitHubStandIn as FakeGitHub
-from github_standin import Repo as FakeRepo
-from github_standin import pkce_challenge
+from ghmcp.standin import Comment as FakeComment
+from ghmcp.standin import GitHubStandIn as FakeGitHub
+from ghmcp.standin import Repo as FakeRepo
+from ghmcp.standin import pkce_challenge
 
 __all__ = ["FakeComment", "FakeGitHub", "FakeRepo", "pkce_challenge", "running_fake_github"]
 

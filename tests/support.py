@@ -300,7 +300,7 @@ class ManualClient:
     def authorize_url(self, state: str = "client-state-123", **extra: str) -> str:
         from urllib.parse import urlencode
 
-        from crypto import s256
+        from ghmcp.auth.keys import s256
 
         params = {
             "response_type": "code",
@@ -538,7 +538,7 @@ def in_process_settings(monkeypatch: Any, github_url: str, data_dir: Path, **ove
     """`Settings` for `app.build_app` inside the test process, deaf to the developer's MCP_* and .env."""
     from pydantic import SecretStr
 
-    from settings import Settings
+    from ghmcp.config import Settings
 
     for name in [k for k in os.environ if k.startswith("MCP_")]:
         monkeypatch.delenv(name)

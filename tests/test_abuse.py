@@ -13,9 +13,9 @@ import anyio
 import httpx2
 import pytest
 
-import app
-from storage import Grant, PendingLimits, new_id
-from storage.sqlite import SQLiteStorage
+from ghmcp.storage import Grant, PendingLimits, new_id
+from ghmcp.storage.sqlite import SQLiteStorage
+from ghmcp.web import build
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
@@ -86,7 +86,7 @@ async def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(
     settings = in_process_settings(
         monkeypatch, github_url, tmp_path, rate_limit=f"{LIMIT}/minute", trusted_proxies="10.0.0.0/8"
     )
-    asgi = app.build_app(settings)
+    asgi = build.build_app(settings)
 
     async def status(peer: str, forwarded_for: str) -> int:
         transport = httpx2.ASGITransport(app=asgi, client=(peer, 40000))
@@ -210,7 +210,7 @@ async def test_sweep_revokes_released_github_tokens_at_github(
     github: FakeGitHub, github_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A grant the sweep deletes (here: signed in, code never exchanged) must not leave a live GitHub token."""
-    provider = app.build_app(in_process_settings(monkeypatch, github_url, tmp_path)).state.provider
+    provider = build.build_app(in_process_settings(monkeypatch, github_url, tmp_path)).state.provider
     try:
         pair = github.issue_token("alice", ["read:user"])
         await provider.storage.upsert_grant(

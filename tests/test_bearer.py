@@ -10,7 +10,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 from starlette.types import Message, Receive, Scope, Send
 
-from bearer import BearerGate
+from ghmcp.auth.bearer import BearerGate
 
 pytestmark = pytest.mark.anyio
 

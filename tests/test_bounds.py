@@ -12,8 +12,8 @@ from typing import Any
 import httpx2
 import pytest
 
-import app
-from registration import redirect_uri_problem
+from ghmcp.auth.registration import redirect_uri_problem
+from ghmcp.web import build
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
@@ -175,7 +175,7 @@ async def test_pending_sign_ins_are_capped_per_client_and_per_address(
     github: FakeGitHub, github_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = in_process_settings(monkeypatch, github_url, tmp_path, max_pending_per_client=3)
-    asgi = app.build_app(settings)
+    asgi = build.build_app(settings)
     base = settings.server_url
 
     def browser(address: str) -> httpx2.AsyncClient:

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import httpx2
 import pytest
 
-from crypto import s256
+from ghmcp.auth.keys import s256
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import CLIENT_REDIRECT, Browser, ServerProcess, mcp_status, query

@@ -16,9 +16,9 @@ from typing import Any
 import httpx2
 import pytest
 
-import cimd
-from app import build_provider
-from cimd import FETCH_SECONDS, MAX_IN_FLIGHT, ClientDocuments, DocumentError, _public_address, _refused
+from ghmcp.auth import cimd
+from ghmcp.auth.cimd import FETCH_SECONDS, MAX_IN_FLIGHT, ClientDocuments, DocumentError, _public_address, _refused
+from ghmcp.web.build import build_provider
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import CLIENT_REDIRECT, ServerProcess, bearer_client, in_process_settings, sign_in_tokens
@@ -219,10 +219,10 @@ async def test_document_fetches_do_not_use_the_github_client(
     await provider.github.http.aclose()  # whatever happens to GitHub's pool, documents have their own
     try:
         async with Site().running() as site:
-            client = await asyncio.wait_for(provider.documents.get(site.url()), 10)
+            client = await asyncio.wait_for(provider.clients.documents.get(site.url()), 10)
         assert client.client_name == "Example Editor"
     finally:
-        await provider.documents.aclose()
+        await provider.clients.documents.aclose()
         await provider.storage.close()
 
 

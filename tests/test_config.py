@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import Settings, load_settings
+from ghmcp.config import Settings, load_settings
 from tests.support import ROOT
 
 BASE = {"MCP_GITHUB_CLIENT_ID": "id", "MCP_GITHUB_CLIENT_SECRET": "secret"}

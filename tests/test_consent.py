@@ -20,9 +20,9 @@ import httpx2
 import pytest
 from itsdangerous import TimestampSigner
 
-import app
-from consent import MAX_REMEMBERED, remember_key
-from crypto import Keyring
+from ghmcp.auth.keys import Keyring
+from ghmcp.web import build
+from ghmcp.web.consent import MAX_REMEMBERED, remember_key
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
@@ -364,7 +364,7 @@ async def test_cookies_over_https_are_host_prefixed_secure_httponly_lax(
     github: FakeGitHub, github_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = in_process_settings(monkeypatch, github_url, tmp_path, server_url="https://mcp.example.com")
-    asgi = app.build_app(settings)
+    asgi = build.build_app(settings)
     base = "https://mcp.example.com"
     async with (
         asgi.router.lifespan_context(asgi),

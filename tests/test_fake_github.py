@@ -135,7 +135,9 @@ def test_user_auth_etag_and_rate_limit(gh: FakeGitHub, client: httpx2.Client) ->
     gh.expire_token(token)
     assert client.get("/user", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert gh.count("/user") == 5
-    assert client.get("/nope").json()["message"] == "Not Found"
+    missing = client.get("/nope")  # not GitHub's 404: a tool would call it "not found, or no access"
+    assert missing.status_code == 501
+    assert missing.json()["message"] == "GET /nope is not in the demo stand-in: add it in ghmcp/standin/rest.py"
 
 
 def test_expiring_tokens_refresh_rotation(gh: FakeGitHub, client: httpx2.Client) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from mcp.types import CallToolResult, TextContent
 
-from crypto import Keyring
+from ghmcp.auth.keys import Keyring
 from tests.fake_github import FakeGitHub
 from tests.support import ManualClient, McpUser, ServerProcess, mcp_status, refresh_grant, server_db
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from app import escape_controls
+from ghmcp.web.access_log import escape_controls
 from tests.support import ServerProcess, running_server, sign_in_tokens
 
 pytestmark = pytest.mark.anyio

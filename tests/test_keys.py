@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crypto import Keyring, load_or_create_secret_key
-from settings import ConfigError
+from ghmcp.auth.keys import Keyring, load_or_create_secret_key
+from ghmcp.config import ConfigError
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import McpUser, ServerProcess

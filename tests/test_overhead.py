@@ -19,10 +19,11 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 from starlette.types import Message
 
-import app
-import scopes
-from app import RequestLog
-from bearer import BearerGate
+from ghmcp.auth import scopes
+from ghmcp.auth.bearer import BearerGate
+from ghmcp.auth.token_cache import TokenCache
+from ghmcp.web import build
+from ghmcp.web.access_log import RequestLog
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
@@ -35,7 +36,6 @@ from tests.support import (
     revoke_request,
     sign_in_tokens,
 )
-from token_cache import TokenCache
 
 pytestmark = pytest.mark.anyio
 
@@ -210,7 +210,7 @@ async def test_the_scope_layer_passes_a_skipped_body_through_unchanged() -> None
 
 def test_a_cached_record_is_trusted_only_for_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr("token_cache.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("ghmcp.auth.token_cache.time.monotonic", lambda: now[0])
     cache: TokenCache[str] = TokenCache(lambda enc: enc, ttl=0.5)
     cache.put("h", "record", cache.epoch)
     now[0] += 0.4
@@ -234,7 +234,7 @@ def test_decrypted_github_tokens_follow_the_ciphertext_and_are_bounded(monkeypat
         decrypted.append(enc)
         return f"plain-{enc}"
 
-    monkeypatch.setattr("token_cache.MAX_ENTRIES", 2)
+    monkeypatch.setattr("ghmcp.auth.token_cache.MAX_ENTRIES", 2)
     cache: TokenCache[str] = TokenCache(decrypt)
     assert cache.github_token("g1", "v1") == "plain-v1"
     assert cache.github_token("g1", "v1") == "plain-v1"
@@ -282,7 +282,7 @@ async def test_mcp_calls_skip_the_anonymous_layers_but_keep_their_debug_access_l
     """app.DirectToMcp: /mcp goes straight to its gate, which still refuses, and at DEBUG is still logged."""
     settings = in_process_settings(monkeypatch, "http://127.0.0.1:9", tmp_path)
     with caplog.at_level(level, logger="mcp_server"):
-        asgi = app.build_app(settings)
+        asgi = build.build_app(settings)
         transport = httpx2.ASGITransport(app=asgi)
         async with httpx2.AsyncClient(transport=transport, base_url=settings.server_url) as http:
             refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})

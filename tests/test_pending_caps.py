@@ -18,8 +18,8 @@ import httpx2
 import pytest
 import redis.asyncio as aioredis
 
-from storage import WIDE_ORIGIN_FACTOR, PendingLimits, open_storage
-from storage.sqlite import SQLiteStorage
+from ghmcp.storage import WIDE_ORIGIN_FACTOR, PendingLimits, open_storage
+from ghmcp.storage.sqlite import SQLiteStorage
 from tests.conftest import StartServer
 from tests.support import (
     CLIENT_REDIRECT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from registration import redirect_uri_problem
+from ghmcp.auth.registration import redirect_uri_problem
 from tests.conftest import StartServer
 from tests.support import ServerProcess, authorize_request, register_client
 

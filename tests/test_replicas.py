@@ -17,9 +17,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import RequestStateSecurity
 from mcp.server.request_state import InvalidRequestState
 
-from crypto import Keyring
+from ghmcp.auth.keys import Keyring
+from ghmcp.config import load_settings
 from main import parse_args
-from settings import load_settings
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.proxy import running_proxy

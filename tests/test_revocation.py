@@ -15,12 +15,13 @@ from mcp.server.auth.provider import TokenError
 from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import AnyUrl
 
-from crypto import Keyring, token_hash
-from github_api import GitHubClient
-from github_provider import GitHubAuthorizationCode, GitHubOAuthProvider
-from settings import Settings
-from storage import Grant
-from storage.sqlite import SQLiteStorage
+from ghmcp.auth.keys import Keyring, token_hash
+from ghmcp.auth.records import GitHubAuthorizationCode
+from ghmcp.config import Settings
+from ghmcp.storage import Grant
+from ghmcp.storage.sqlite import SQLiteStorage
+from ghmcp.upstream.api import GitHubClient
+from github_provider import GitHubOAuthProvider
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (

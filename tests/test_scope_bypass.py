@@ -24,7 +24,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 
-import scopes
+from ghmcp.auth import scopes
 from tests.fake_github import FakeGitHub
 from tests.scope_paths import Path, call_text, http_path, sse_path
 from tests.support import ServerProcess, refresh_grant, sign_in_tokens

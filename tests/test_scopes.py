@@ -48,7 +48,7 @@ async def test_the_401_challenge_names_the_default_scope(server: ServerProcess, 
     assert response.status_code == 401
     params = challenge(response)
     assert params["error"] == "invalid_token"
-    assert params["scope"] == "user"
+    assert params["scope"] == "user repo:read"
     assert params["resource_metadata"] == metadata_url(server)
 
 
@@ -92,17 +92,16 @@ async def test_the_sdk_client_steps_up_to_the_scope_a_tool_needs(
     server = start_server(transport=transport)
     async with McpUser(server) as user:
         assert not (await user.call("get_user_profile")).is_error
-        assert user.storage.tokens is not None and user.storage.tokens.scope == "user"
+        assert user.storage.tokens is not None and user.storage.tokens.scope == "user repo:read"
         assert len(github.authorize_requests) == 1
 
         # 403 insufficient_scope -> the SDK re-authorizes with the union of scopes -> the retry succeeds.
-        result = await user.call("list_my_repositories")
+        result = await user.call("star_repository", {"owner": "octocat", "repo": "hello-world"})
 
         assert not result.is_error
-        assert result.structured_content is not None
-        assert [r["full_name"] for r in result.structured_content["repositories"]][:1] == ["alice/dotfiles"]
+        assert github.users["alice"].starred == {"octocat/hello-world"}
         assert user.storage.tokens is not None and user.storage.tokens.scope is not None
-        assert set(user.storage.tokens.scope.split()) == {"user", "repo:read"}
+        assert set(user.storage.tokens.scope.split()) == {"user", "repo:read", "repo:write"}
         assert len(github.authorize_requests) == 2  # the step-up went through GitHub once more
         assert not (await user.call("get_user_profile")).is_error
 
@@ -127,9 +126,11 @@ async def test_only_the_needed_github_scopes_are_requested(
     assert signed_in.tokens["scope"] == mcp_scope
 
 
-async def test_the_default_scope_is_user(server: ServerProcess, github: FakeGitHub) -> None:
+async def test_the_default_scope_is_what_needs_no_extra_github_permission(
+    server: ServerProcess, github: FakeGitHub
+) -> None:
     signed_in = await sign_in_tokens(server)  # no scope parameter at /authorize
-    assert signed_in.tokens["scope"] == "user"
+    assert signed_in.tokens["scope"] == "user repo:read"
     assert github.authorize_requests[-1]["scope"] == "read:user"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from storage import Family, Grant, PendingLimits, Storage, TokenRow, new_id, open_storage
+from ghmcp.storage import Family, Grant, PendingLimits, Storage, TokenRow, new_id, open_storage
 
 pytestmark = pytest.mark.anyio
 

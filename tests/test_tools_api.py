@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from github_api import MAX_PAGES, GitHubClient, GitHubInvalidInput
-from github_cache import Cached, ResponseCache
+from ghmcp.upstream.api import MAX_PAGES, GitHubClient
+from ghmcp.upstream.cache import Cached, ResponseCache
+from ghmcp.upstream.errors import GitHubInvalidInput
 from tests.fake_github import FakeGitHub
 from tests.support import ServerProcess, signed_in_client, tool_error
 

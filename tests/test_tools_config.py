@@ -14,10 +14,10 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 from starlette.types import Message, Receive, Scope, Send
 
-import app
-from bearer import BearerGate
-from scopes import DECLARED, TOOL_SCOPES
-from settings import ConfigError
+from ghmcp.auth.bearer import BearerGate
+from ghmcp.auth.scopes import DECLARED, TOOL_SCOPES
+from ghmcp.config import ConfigError
+from ghmcp.web import build
 from tests.fake_github import FakeGitHub
 from tests.support import (
     ServerProcess,
@@ -124,9 +124,9 @@ def test_anything_without_a_declared_scope_stops_the_server(
         register_tools(mcp, provider)
         add(mcp)
 
-    monkeypatch.setattr(app, "register_tools", register_and_add)
+    monkeypatch.setattr(build, "register_tools", register_and_add)
     with pytest.raises(ConfigError, match=message):
-        app.build_app(in_process_settings(monkeypatch, github_url, tmp_path))
+        build.build_app(in_process_settings(monkeypatch, github_url, tmp_path))
 
 
 async def call_through_gate(mcp: MCPServer, tool: str, method: str = "tools/call") -> tuple[int, bool]:

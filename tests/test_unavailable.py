@@ -13,9 +13,9 @@ from mcp.shared.auth import OAuthClientInformationFull
 from starlette.requests import Request
 from starlette.types import Message
 
-from app import build_provider
-from routes import Authorize, Revocation
-from storage import StoreUnavailable
+from ghmcp.storage import StoreUnavailable
+from ghmcp.web.build import build_provider
+from ghmcp.web.routes import Authorize, Revocation
 from tests.support import free_port, in_process_settings
 
 pytestmark = pytest.mark.anyio

@@ -17,19 +17,21 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, Field
 
-import audit
-from github_api import (
-    GitHubClient,
+from ghmcp import audit, sdk
+from ghmcp.auth.records import GitHubAccessToken, ReconnectRequired
+from ghmcp.auth.scopes import TOOL_SCOPES, mcp_scope_for
+from ghmcp.config import Settings
+from ghmcp.upstream.api import GitHubClient
+from ghmcp.upstream.errors import (
     GitHubError,
     GitHubForbidden,
     GitHubInvalidInput,
     GitHubNotFound,
     GitHubRateLimited,
     GitHubUnauthorized,
+    GitHubUnsupported,
 )
-from github_provider import GitHubAccessToken, GitHubOAuthProvider, ReconnectRequired
-from scopes import TOOL_SCOPES, mcp_scope_for
-from settings import Settings
+from github_provider import GitHubOAuthProvider
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,7 +49,7 @@ class GitHubCaller:
     """Runs a GitHub request as the MCP caller, mapping failures to clear tool errors."""
 
     def __init__(self, provider: GitHubOAuthProvider) -> None:
-        self.provider = provider
+        self.grants = provider.grants
         self.api: GitHubClient = provider.github
         self.settings: Settings = provider.settings
 
@@ -56,17 +58,17 @@ class GitHubCaller:
         if not isinstance(access, GitHubAccessToken):
             raise ToolError("This tool needs a signed-in caller.")
         try:
-            token = await self.provider.github_token(access)
+            token = await self.grants.token_for(access)
             try:
                 return await request(token)
             except GitHubUnauthorized:
                 # A 401 means GitHub did nothing: safe to try once more if the store holds a newer token.
-                return await request(await self.provider.github_token_refused(access, token))
+                return await request(await self.grants.token_refused(access, token))
         except ReconnectRequired:
             raise ToolError(RECONNECT) from None
         except GitHubUnauthorized:
             # The newest stored token was refused too: the user revoked the app at GitHub, or it expired.
-            await self.provider.grant_revoked(access.grant_id)
+            await self.grants.revoked_at_github(access.grant_id)
             raise ToolError(RECONNECT) from None
         except GitHubForbidden as exc:
             scope = mcp_scope_for(exc.accepted_scopes)
@@ -77,7 +79,7 @@ class GitHubCaller:
             ) from None
         except GitHubNotFound:
             raise ToolError(NOT_FOUND) from None
-        except (GitHubRateLimited, GitHubInvalidInput) as exc:
+        except (GitHubRateLimited, GitHubInvalidInput, GitHubUnsupported) as exc:
             raise ToolError(f"{exc}.") from None
         except GitHubError as exc:
             raise ToolError(f"{exc}. Try again in a moment.") from None
@@ -87,7 +89,7 @@ def audit_tools(mcp: MCPServer, provider: GitHubOAuthProvider) -> None:
     """With MCP_AUDIT_LOG set, every tool run records a `tool_called` line: name, caller, outcome, no arguments."""
     if not audit.enabled():
         return
-    for tool in mcp._tool_manager.list_tools():  # wrapping `fn` keeps the schema the SDK derived from it
+    for tool in sdk.tools(mcp):  # wrapping `fn` keeps the schema the SDK derived from it
         tool.fn = _audited(tool.name, tool.fn, provider)
 
 

@@ -1,0 +1,94 @@
+"""What the authorization server hands around: its tokens and codes as the SDK types them, and a
+sign-in waiting for the user's consent or GitHub's answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mcp.server.auth.provider import AccessToken, AuthorizationCode, RefreshToken, construct_redirect_uri
+from pydantic import BaseModel, PrivateAttr
+
+from ghmcp.storage import Grant, TokenRecord
+
+
+class GitHubAccessToken(AccessToken):
+    grant_id: str
+    family_id: str
+    # The grant as read together with this token (at most token_cache.TTL_SECONDS old): a tool call
+    # takes the GitHub token from it instead of reading the store again. Not part of the model's data.
+    _grant: Grant | None = PrivateAttr(default=None)
+
+    @classmethod
+    def of(cls, token: str, record: TokenRecord) -> GitHubAccessToken:
+        access = cls(
+            token=token,
+            client_id=record.family.client_id,
+            scopes=record.family.scopes,
+            expires_at=int(record.token.expires_at),
+            resource=record.family.resource,
+            subject=record.family.subject,
+            grant_id=record.grant.grant_id,
+            family_id=record.family.family_id,
+        )
+        access._grant = record.grant
+        return access
+
+
+class GitHubAuthorizationCode(AuthorizationCode):
+    grant_id: str
+
+
+class GitHubRefreshToken(RefreshToken):
+    family_id: str
+    generation: int
+
+    @classmethod
+    def of(cls, token: str, record: TokenRecord) -> GitHubRefreshToken:
+        return cls(
+            token=token,
+            client_id=record.family.client_id,
+            scopes=record.family.scopes,
+            expires_at=int(record.token.expires_at),
+            resource=record.family.resource,
+            subject=record.family.subject,
+            family_id=record.family.family_id,
+            generation=record.token.generation,
+        )
+
+
+class PendingAuthorization(BaseModel):
+    """What `/authorize` asked for, kept server-side until the callback."""
+
+    client_id: str
+    client_name: str
+    redirect_uri: str
+    redirect_uri_provided_explicitly: bool
+    code_challenge: str
+    scopes: list[str]
+    resource: str
+    client_state: str | None
+    issuer: str
+    client_host: str | None = None  # the host a metadata-document client is verified to come from
+
+    def redirect(self, **params: str | None) -> str:
+        # RFC 9207: `iss` on every authorization response, errors included, against mix-up attacks.
+        return construct_redirect_uri(self.redirect_uri, state=self.client_state, iss=self.issuer, **params)
+
+
+class AccountLogin(BaseModel):
+    """A sign-in to the connected-apps page (web/account.py): it only proves who the user is."""
+
+    kind: Literal["account"] = "account"
+
+
+class ReconnectRequired(Exception):
+    """The user's GitHub sign-in is gone; the MCP client must run OAuth again."""
+
+
+@dataclass
+class LoginOutcome:
+    """Where the browser goes after the GitHub callback; `refused_login` is set for admission refusals."""
+
+    redirect_to: str
+    refused_login: str | None = None

@@ -1,0 +1,232 @@
+"""The MCP scope vocabulary, its mapping to GitHub scopes, and per-tool enforcement.
+
+To add a scope: add a row to `SCOPES`. To protect a tool with one: `@scoped_tool(mcp, ...)` in
+`tools/`. A call to a tool whose scope the token lacks is answered (bearer.py) with HTTP 403 and a
+`WWW-Authenticate` challenge naming the scope, so MCP clients can step up (RFC 6750 §3.1).
+
+Fail closed: a tool, prompt or resource that declares no scope stops the server at startup
+(`require_declared_scopes`), and a call to one registered later is refused. A tool meant for
+every signed-in caller declares `EVERYONE`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic_core
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_REQUEST
+
+from ghmcp import sdk
+from ghmcp.config import ConfigError
+
+
+@dataclass(frozen=True)
+class ScopeInfo:
+    description: str  # shown on the consent page
+    github: tuple[str, ...]  # what GitHub must grant for tools behind this scope to work
+
+
+SCOPES: dict[str, ScopeInfo] = {
+    "user": ScopeInfo("Read your GitHub profile", ("read:user",)),
+    # Public repository data needs no GitHub scope at all.
+    "repo:read": ScopeInfo("Read public repositories: files, issues and pull requests", ()),
+    "repo:write": ScopeInfo(
+        "Create issues and comments, and star repositories, as you on public repositories", ("public_repo",)
+    ),
+    # GitHub has no read-only scope for private repositories: say so where the user decides.
+    "repo:private": ScopeInfo(
+        "Private repositories too. Warning: GitHub's repo scope gives this server full read and write"
+        " access to all your private repositories",
+        ("repo",),
+    ),
+}
+# What a client gets when it asks for no scope: everything that needs no extra GitHub permission,
+# so the first tool calls need no step-up (repo:read maps to no GitHub scope at all).
+DEFAULT_SCOPES = ["user", "repo:read"]
+EVERYONE = ""  # the declared scope of a tool any signed-in caller may use
+
+# JSON-RPC method -> (tool or prompt name, or resource URI -> the MCP scope it needs).
+DECLARED: dict[str, dict[str, str]] = {"tools/call": {}, "prompts/get": {}, "resources/read": {}}
+TOOL_SCOPES = DECLARED["tools/call"]  # filled by `scoped_tool` in tools/
+
+
+def mcp_scope_for(github_scopes: Iterable[str]) -> str | None:
+    """The narrowest MCP scope whose GitHub scopes satisfy one of `github_scopes` (from a 403)."""
+    accepted = set(github_scopes)
+    return next((name for name, info in SCOPES.items() if accepted & set(info.github)), None)
+
+
+def undeclared(mcp: MCPServer) -> list[str]:
+    """Tools, prompts and resources `mcp` serves without a declared scope, as 'Tool x' phrases."""
+    tools = [t.name for t in sdk.tools(mcp)]
+    prompts = [p.name for p in sdk.prompts(mcp)]
+    resources = [str(r.uri) for r in sdk.resources(mcp)]
+    templates = [t.uri_template for t in sdk.resource_templates(mcp)]
+    return (
+        [f"Tool {n}" for n in tools if n not in DECLARED["tools/call"]]
+        + [f"Prompt {n}" for n in prompts if n not in DECLARED["prompts/get"]]
+        + [f"Resource {n}" for n in resources if n not in DECLARED["resources/read"]]
+        + [f"Resource template {n}" for n in templates]  # URIs it matches cannot be gated by name
+    )
+
+
+def require_declared_scopes(mcp: MCPServer) -> None:
+    """Fail closed at startup: everything callable must say which scope it needs, from the vocabulary."""
+    for method, declared in DECLARED.items():
+        unknown = {name: scope for name, scope in declared.items() if scope != EVERYONE and scope not in SCOPES}
+        for name, scope in unknown.items():
+            what = {"tools/call": "Tool", "prompts/get": "Prompt", "resources/read": "Resource"}[method]
+            known = ", ".join(SCOPES)
+            raise ConfigError(
+                f"{what} {name} declares an unknown scope {scope!r}: "
+                f"the scopes are {known} (or EVERYONE for any signed-in caller)."
+            )
+    missing = undeclared(mcp)
+    if not missing:
+        return
+    if missing[0].startswith("Tool "):
+        fix = 'use @scoped_tool(mcp, "<scope>") (or scopes.EVERYONE) in tools/'
+    else:
+        fix = "add it with its scope to scopes.DECLARED (resource templates are not supported)"
+    raise ConfigError(f"{missing[0]} declares no scope: {fix}.")
+
+
+def github_scopes(mcp_scopes: Iterable[str], *, orgs_configured: bool) -> list[str]:
+    """Only the GitHub scopes the chosen MCP scopes need (least privilege)."""
+    wanted = {g for s in mcp_scopes if s in SCOPES for g in SCOPES[s].github}
+    if orgs_configured:
+        wanted.add("read:org")  # admission checks org membership with the user's token
+    return sorted(wanted)
+
+
+def challenge(error: str, scopes: Iterable[str], resource_metadata: str, description: str) -> str:
+    """A `WWW-Authenticate` value naming the scopes to ask for (RFC 6750 §3; MCP clients pick scopes from it)."""
+    return (
+        f'Bearer error="{error}", error_description="{description}", '
+        f'scope="{" ".join(scopes)}", resource_metadata="{resource_metadata}"'
+    )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call may not go on: a missing scope (`wanted` is what to ask for), or an undeclared one."""
+
+    error: str
+    wanted: list[str]
+    description: str
+
+
+UNREADABLE = Refusal("parse_error", [], "The request body must be UTF-8 JSON")
+
+
+async def decide(mcp: MCPServer, called: list[tuple[str, str]], granted: Iterable[str]) -> Refusal | None:
+    """The one scope decision: whether `called` ((method, name) pairs) needs more than `granted`.
+
+    Fail closed: a tool, prompt or resource registered without a declared scope is refused.
+    """
+    if await _undeclared(mcp, called):
+        return Refusal("undeclared_scope", [], "This is served without a declared scope")
+    held = list(granted)
+    needed = [DECLARED[method][name] for method, name in called if name in DECLARED[method]]
+    missing = [s for s in needed if s != EVERYONE and s not in held]
+    if missing:
+        return Refusal("insufficient_scope", held + sorted(set(missing)), f"This tool needs the {missing[0]} scope")
+    return None
+
+
+async def refusal(mcp: MCPServer, body: bytes, granted: list[str]) -> Refusal | None:
+    """The HTTP fast path (bearer.py): the decision for the JSON-RPC message or batch in `body`.
+
+    Only an early answer, for the 403 challenge clients step up from: `ScopeCheck` decides again on
+    what the SDK decoded. A body not read here as strict UTF-8 JSON is refused, never taken for a
+    body that calls nothing: the SDK's decoders accept more (a BOM, UTF-16/32, lone surrogates).
+    """
+    if not _may_be_gated(body):
+        return None
+    called = _gated_calls(body)
+    return UNREADABLE if called is None else await decide(mcp, called, granted)
+
+
+class ScopeCheck:
+    """The authority on scopes: an SDK middleware, so it sees each message as the SDK decoded it.
+
+    It runs after decoding on every transport and protocol revision (2026-07-28 and legacy
+    Streamable HTTP, SSE), one message at a time, before the SDK looks up what to run, so no
+    encoding, escape, duplicate key or batch can make it read a different call than the one that
+    runs. Every tool, prompt and resource call passes here: a forker cannot forget it.
+    """
+
+    def __init__(self, mcp: MCPServer) -> None:
+        self.mcp = mcp
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method in DECLARED:
+            await self._check(ctx.method, ctx.params)
+        return await call_next(ctx)
+
+    async def _check(self, method: str, params: Mapping[str, Any] | None) -> None:
+        name = params.get("uri" if method == "resources/read" else "name") if isinstance(params, Mapping) else None
+        if not isinstance(name, str):
+            return  # the SDK's own validation refuses it before anything runs
+        access = get_access_token()
+        # Fail closed: no caller (a transport without the bearer gate) holds no scope.
+        refused = await decide(self.mcp, [(method, name)], access.scopes if access else [])
+        if refused is not None:
+            raise MCPError(code=INVALID_REQUEST, message=f"Forbidden: {refused.description}.", data=refused.error)
+
+
+async def _undeclared(mcp: MCPServer, called: list[tuple[str, str]]) -> bool:
+    """Whether a call names something registered without a declared scope (unknown names pass on)."""
+    unknown = [(method, name) for method, name in called if name not in DECLARED[method]]
+    if not unknown:
+        return False
+    registered = {
+        "tools/call": {t.name for t in await mcp.list_tools()},
+        "prompts/get": {p.name for p in await mcp.list_prompts()},
+        "resources/read": {str(r.uri) for r in await mcp.list_resources()},
+    }
+    templates = await mcp.list_resource_templates()
+    return any(name in registered[method] or (method == "resources/read" and templates) for method, name in unknown)
+
+
+def _may_be_gated(body: bytes) -> bool:
+    """False only when the strict parse (`_gated_calls`) would find no gated call and no fault.
+
+    JSON can spell a string with escapes ("tools\\/call", "\\u0074ools/call"), and every escape
+    needs a backslash. Without one, in a body that is UTF-8 (no NUL byte, so not UTF-16/32; no
+    BOM; no encoded surrogate), each string's bytes appear verbatim. Anything else is parsed, and
+    refused if the strict parse fails. Saves a parse of every ping, initialize and list request.
+    """
+    return _GATED_BYTES.search(body) is not None
+
+
+_NOT_PLAIN_UTF8 = [re.escape(b"\\"), b"\x00", re.escape(b"\xef\xbb\xbf"), b"\xed[\xa0-\xbf]"]
+_GATED_BYTES = re.compile(b"|".join([*_NOT_PLAIN_UTF8, *(re.escape(method.encode()) for method in DECLARED)]))
+
+
+def _gated_calls(body: bytes) -> list[tuple[str, str]] | None:
+    """(method, tool/prompt name or resource URI) of every gated request in a message or batch.
+
+    None when `body` is not strict UTF-8 JSON (RFC 8259 §8.1): the gate refuses it.
+    """
+    try:
+        parsed: Any = pydantic_core.from_json(body)
+    except ValueError:
+        return None
+    messages = parsed if isinstance(parsed, list) else [parsed]
+    called = []
+    for message in messages:
+        method = message.get("method") if isinstance(message, dict) else None
+        if method in DECLARED:
+            params = message.get("params")
+            name = params.get("uri" if method == "resources/read" else "name") if isinstance(params, dict) else None
+            if isinstance(name, str):
+                called.append((method, name))
+    return called

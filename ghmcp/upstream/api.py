@@ -1,0 +1,300 @@
+"""Upstream helpers: every request this server makes to GitHub goes through `GitHubClient`.
+
+Base URLs are settings, which is both how the tests point at a fake GitHub and how GitHub
+Enterprise Server is supported. One `httpx2.AsyncClient` is shared per process: creating one
+per call costs tens of milliseconds of CPU.
+
+REST calls are polite: each user's GET answers are kept in a bounded cache and revalidated with
+`If-None-Match`/`If-Modified-Since` (GitHub does not count a 304 against the rate limit), and
+after a rate-limit answer nothing is sent for that user until GitHub's reset time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx2
+
+from ghmcp.upstream.cache import Cached, RateLimitGate, ResponseCache
+from ghmcp.upstream.errors import (
+    GitHubError,
+    GitHubForbidden,
+    GitHubInvalidInput,
+    GitHubNotFound,
+    GitHubOAuthError,
+    GitHubRateLimited,
+    GitHubUnauthorized,
+    GitHubUnsupported,
+    error_message,
+)
+
+TIMEOUT = httpx2.Timeout(10.0, connect=5.0)
+API_VERSION = "2022-11-28"
+MAX_PAGES = 10
+NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+@dataclass(frozen=True)
+class Answer:
+    data: Any
+    link: str | None
+
+    @classmethod
+    def of(cls, entry: Cached) -> Answer:
+        try:
+            return cls(json.loads(entry.body) if entry.body else None, entry.link)
+        except ValueError:
+            raise GitHubError("GitHub answered something that is not JSON") from None
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class GitHubTokens:
+    access_token: str
+    scopes: str
+    expires_at: float | None = None  # GitHub App user tokens expire; OAuth App tokens do not
+    refresh_token: str | None = None
+    refresh_expires_at: float | None = None
+
+
+def new_http_client() -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(timeout=TIMEOUT, headers={"User-Agent": "github-mcp-server-template"})
+
+
+class GitHubClient:
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        github_url: str,
+        api_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        cache_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.http = http
+        self.cache = ResponseCache(cache_bytes)
+        self.limits = RateLimitGate()
+        self.github_url = github_url
+        self.api_url = api_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+
+    def authorize_url(self, *, redirect_uri: str, state: str, scopes: list[str], code_challenge: str) -> str:
+        query = {
+            "client_id": self.client_id,
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "scope": " ".join(scopes),
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+            "allow_signup": "false",
+        }
+        return f"{self.github_url}/login/oauth/authorize?{urlencode(query)}"
+
+    async def exchange_code(self, code: str, *, redirect_uri: str, code_verifier: str) -> GitHubTokens:
+        return await self._token_request({"code": code, "redirect_uri": redirect_uri, "code_verifier": code_verifier})
+
+    async def refresh(self, refresh_token: str) -> GitHubTokens:
+        return await self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    async def _token_request(self, form: dict[str, str]) -> GitHubTokens:
+        body = {"client_id": self.client_id, "client_secret": self._client_secret, **form}
+        try:
+            response = await self.http.post(
+                f"{self.github_url}/login/oauth/access_token", data=body, headers={"Accept": "application/json"}
+            )
+            data = response.json()
+        except httpx2.HTTPError as exc:
+            raise GitHubError(f"GitHub is unreachable ({type(exc).__name__})") from None
+        except ValueError:
+            raise GitHubError("GitHub answered something that is not JSON") from None
+        if response.status_code >= 400 or not isinstance(data, dict):
+            raise GitHubError(f"GitHub answered HTTP {response.status_code}")
+        # GitHub reports token-endpoint failures as HTTP 200 with an "error" member.
+        if "error" in data or not isinstance(data.get("access_token"), str):
+            raise GitHubOAuthError(str(data.get("error", "no access_token in answer")))
+        now = time.time()
+        expires_in = data.get("expires_in")
+        refresh_in = data.get("refresh_token_expires_in")
+        return GitHubTokens(
+            access_token=data["access_token"],
+            scopes=str(data.get("scope", "")),
+            expires_at=now + float(expires_in) if expires_in else None,
+            refresh_token=data.get("refresh_token") or None,
+            refresh_expires_at=now + float(refresh_in) if refresh_in else None,
+        )
+
+    async def get_user(self, token: str) -> dict[str, Any]:
+        data = await self.get(token, ("user",))
+        if not isinstance(data, dict):
+            raise GitHubError("GitHub's /user answer is not an object")
+        return data
+
+    async def identity(self, token: str) -> tuple[int, str]:
+        """(account id, login) of the token's user; GitHubError when /user does not name them usably."""
+        user = await self.get_user(token)
+        github_id, login = user.get("id"), user.get("login")
+        if not isinstance(github_id, int) or isinstance(github_id, bool) or not isinstance(login, str) or not login:
+            raise GitHubError("GitHub's /user answer has no usable id and login")
+        return github_id, login
+
+    async def list_repos(self, token: str, *, per_page: int, page: int) -> list[dict[str, Any]]:
+        params = {"per_page": str(per_page), "page": str(page), "sort": "updated"}
+        return list(await self.get(token, ("user", "repos"), params))
+
+    async def is_org_member(self, token: str, org: str) -> bool:
+        """Active membership; GitHubError when GitHub cannot tell right now (so callers never
+        mistake an outage for "not a member", nor for "member")."""
+        try:
+            data = await self.get(token, ("user", "memberships", "orgs", org))
+        except (GitHubNotFound, GitHubForbidden, GitHubUnauthorized):
+            return False
+        return isinstance(data, dict) and data.get("state") == "active"
+
+    async def set_star(self, token: str, owner: str, repo: str, star: bool) -> None:
+        await self.send(token, "PUT" if star else "DELETE", ("user", "starred", owner, repo))
+
+    # The REST API. `path` is a tuple of segments, each percent-encoded by `api_url_for`.
+
+    async def get(self, token: str, path: tuple[str, ...], params: dict[str, str] | None = None) -> Any:
+        """GET one resource, revalidated from this user's cache when it was fetched before."""
+        return (await self._rest(token, "GET", self.api_url_for(path, params))).data
+
+    async def paginate(
+        self,
+        token: str,
+        path: tuple[str, ...],
+        params: dict[str, str],
+        limit: int,
+        *,
+        items_key: str | None = None,
+        keep: Callable[[Any], bool] = lambda item: True,
+    ) -> list[Any]:
+        """Up to `limit` items, following `Link: rel="next"` (search answers wrap them in `items_key`).
+
+        At most `MAX_PAGES` requests, so a filter (`keep`) that drops most items cannot walk a huge list.
+        """
+        url: str | None = self.api_url_for(path, params | {"per_page": str(min(max(limit, 1), 100))})
+        items: list[Any] = []
+        for _ in range(MAX_PAGES):
+            if url is None or len(items) >= limit:
+                break
+            answer = await self._rest(token, "GET", url)
+            page = answer.data[items_key] if items_key else answer.data
+            items.extend(item for item in page if keep(item))
+            url = self._next_page(answer.link)
+        return items[:limit]
+
+    async def send(self, token: str, method: str, path: tuple[str, ...], body: dict[str, Any] | None = None) -> Any:
+        return (await self._rest(token, method, self.api_url_for(path), body)).data
+
+    def api_url_for(self, path: tuple[str, ...], params: dict[str, str] | None = None) -> str:
+        """The one place a REST URL is built: every segment is checked and percent-encoded."""
+        for segment in path:
+            # "." and ".." survive percent-encoding and would climb the path (e.g. `/repos/../user`).
+            if segment in ("", ".", ".."):
+                raise GitHubInvalidInput(f"{segment!r} is not a valid name or path segment")
+        url = self.api_url + "/" + "/".join(quote(segment, safe="") for segment in path)
+        return f"{url}?{urlencode(sorted(params.items()))}" if params else url
+
+    def _next_page(self, link: str | None) -> str | None:
+        match = NEXT_LINK.search(link or "")
+        # Never send the user's token to a host GitHub's header might name other than the API.
+        if match is None or not match.group(1).startswith(self.api_url + "/"):
+            return None
+        return match.group(1)
+
+    async def _rest(self, token: str, method: str, url: str, body: dict[str, Any] | None = None) -> Answer:
+        who = hashlib.sha256(token.encode()).hexdigest()  # cache and limits are per user; no token kept
+        until = self.limits.blocked_until(who)
+        if until is not None:
+            raise GitHubRateLimited(until)
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {token}",
+            "X-GitHub-Api-Version": API_VERSION,
+        }
+        key = f"{who} {url}"
+        cached = self.cache.get(key) if method == "GET" else None
+        if cached is not None:
+            headers.update(cached.validators())
+        try:
+            response = await self.http.request(method, url, headers=headers, json=body)
+        except httpx2.HTTPError as exc:
+            raise GitHubError(f"GitHub is unreachable ({type(exc).__name__})") from None
+        if response.headers.get("x-ratelimit-remaining") == "0":
+            # The last unit is spent (or was already): nothing more leaves for this user before the reset.
+            self.limits.block(who, _number(response.headers.get("x-ratelimit-reset")) or time.time() + 60)
+        if response.status_code == 304 and cached is not None:
+            return Answer.of(cached)  # GitHub does not count a 304 against the rate limit
+        self._raise_for_status(response, who)
+        entry = Cached(
+            response.content,
+            response.headers.get("link"),
+            response.headers.get("etag"),
+            response.headers.get("last-modified"),
+        )
+        if method == "GET" and (entry.etag or entry.last_modified):
+            self.cache.put(key, entry)
+        return Answer.of(entry)
+
+    def _raise_for_status(self, response: httpx2.Response, who: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        message = error_message(response)
+        if status == 401:
+            raise GitHubUnauthorized("GitHub no longer accepts this sign-in")
+        reset = self.limits.blocked_until(who)
+        if status in (403, 429) and response.headers.get("x-ratelimit-remaining") == "0" and reset:
+            raise GitHubRateLimited(reset)
+        if status in (403, 429) and response.headers.get("retry-after"):
+            wait = _number(response.headers.get("retry-after")) or 60
+            self.limits.block(who, time.time() + wait)
+            raise GitHubRateLimited(time.time() + wait, secondary=True)
+        if status == 403:
+            accepted = response.headers.get("x-accepted-oauth-scopes", "")
+            raise GitHubForbidden(message, tuple(s.strip() for s in accepted.split(",") if s.strip()))
+        if status == 404:
+            raise GitHubNotFound("Not found, or you have no access")
+        if status == 422:
+            raise GitHubInvalidInput(f"GitHub refused the input: {message}")
+        if status == 501:
+            raise GitHubUnsupported(message)
+        raise GitHubError(f"GitHub answered HTTP {status}")
+
+    async def revoke(self, token: str) -> bool:
+        """Delete this one token at GitHub. Best effort: False on failure."""
+        return await self._app_delete("token", token)
+
+    async def revoke_grant(self, token: str) -> bool:
+        """Delete the user's whole authorization of this app (every token it holds), so that GitHub
+        asks for consent again at the next sign-in. Best effort: False on failure."""
+        return await self._app_delete("grant", token)
+
+    async def _app_delete(self, what: str, token: str) -> bool:
+        try:
+            response = await self.http.request(
+                "DELETE",
+                f"{self.api_url}/applications/{self.client_id}/{what}",
+                auth=(self.client_id, self._client_secret),
+                json={"access_token": token},
+                headers={"Accept": "application/vnd.github+json"},
+            )
+        except httpx2.HTTPError:
+            return False
+        return response.status_code in (204, 404)
