@@ -137,7 +137,8 @@ def test_user_auth_etag_and_rate_limit(gh: FakeGitHub, client: httpx2.Client) ->
     assert gh.count("/user") == 5
     missing = client.get("/nope")  # not GitHub's 404: a tool would call it "not found, or no access"
     assert missing.status_code == 501
-    assert missing.json()["message"] == "GET /nope is not in the demo stand-in: add it in ghmcp/standin/rest.py"
+    where = "ghmcp/standin/ (routes in oauth.py)"
+    assert missing.json()["message"] == f"GET /nope is not in the demo stand-in: add it in {where}"
 
 
 def test_expiring_tokens_refresh_rotation(gh: FakeGitHub, client: httpx2.Client) -> None:

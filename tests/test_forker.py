@@ -94,7 +94,8 @@ async def test_an_endpoint_the_stand_in_lacks_is_named_in_the_tool_error(
         await provider.github.http.aclose()
 
     assert result.is_error
-    assert tool_error(result).endswith("GET /rate_limit is not in the demo stand-in: add it in ghmcp/standin/rest.py.")
+    missing = "GET /rate_limit is not in the demo stand-in: add it in ghmcp/standin/ (routes in oauth.py)."
+    assert tool_error(result).endswith(missing)
 
 
 async def test_the_default_scope_covers_reading_a_repository_without_a_step_up(

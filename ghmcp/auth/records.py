@@ -4,7 +4,7 @@ sign-in waiting for the user's consent or GitHub's answer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from mcp.server.auth.provider import AccessToken, AuthorizationCode, RefreshToken, construct_redirect_uri
 from pydantic import BaseModel, PrivateAttr
@@ -21,16 +21,7 @@ class GitHubAccessToken(AccessToken):
 
     @classmethod
     def of(cls, token: str, record: TokenRecord) -> GitHubAccessToken:
-        access = cls(
-            token=token,
-            client_id=record.family.client_id,
-            scopes=record.family.scopes,
-            expires_at=int(record.token.expires_at),
-            resource=record.family.resource,
-            subject=record.family.subject,
-            grant_id=record.grant.grant_id,
-            family_id=record.family.family_id,
-        )
+        access = cls(**_token_fields(token, record), grant_id=record.grant.grant_id)
         access._grant = record.grant
         return access
 
@@ -45,16 +36,21 @@ class GitHubRefreshToken(RefreshToken):
 
     @classmethod
     def of(cls, token: str, record: TokenRecord) -> GitHubRefreshToken:
-        return cls(
-            token=token,
-            client_id=record.family.client_id,
-            scopes=record.family.scopes,
-            expires_at=int(record.token.expires_at),
-            resource=record.family.resource,
-            subject=record.family.subject,
-            family_id=record.family.family_id,
-            generation=record.token.generation,
-        )
+        return cls(**_token_fields(token, record), generation=record.token.generation)
+
+
+def _token_fields(token: str, record: TokenRecord) -> dict[str, Any]:
+    """What every token of a family carries from it, as the SDK's token models name it."""
+    family = record.family
+    return {
+        "token": token,
+        "client_id": family.client_id,
+        "scopes": family.scopes,
+        "expires_at": int(record.token.expires_at),
+        "resource": family.resource,
+        "subject": family.subject,
+        "family_id": family.family_id,
+    }
 
 
 class PendingAuthorization(BaseModel):

@@ -12,8 +12,13 @@ share one root, like a GitHub Enterprise Server whose ``/api/v3`` is mounted at 
 
 - ``model``: accounts, repositories, tokens, deterministic demo data, GitHub's redirect rule
 - ``state``: state, test knobs, minting and killing tokens
-- ``rest``: ``/user``, org membership, repos, contents, search, issues, comments, pulls, stars
-- ``oauth``: authorize (with a user picker when nobody is signed in), token, token/grant deletion
+- ``http``: GitHub's HTTP conventions (error bodies, token-endpoint encodings, paging, ETags)
+- ``shapes``: the JSON of users, orgs, repositories, issues, pull requests, comments
+- ``api``: what every REST endpoint shares (token check, rate limits, headers, repo/issue lookup)
+- ``users``, ``repos``, ``issues``, ``pulls``, ``stars``: the REST endpoints, one subject each
+- ``rest``: ``RestApi``, those subjects composed
+- ``oauth``: authorize (with a user picker when nobody is signed in), token, token/grant deletion;
+  ``GitHubStandIn`` and its route table
 """
 
 from ghmcp.standin.model import (

@@ -6,7 +6,6 @@ import base64
 import binascii
 import html
 import json
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -20,7 +19,6 @@ from ghmcp.standin.model import (
     REST_DOCS_URI,
     Issue,
     TokenPair,
-    node_id,
     with_query,
 )
 
@@ -78,19 +76,6 @@ async def read_params(request: Request) -> dict[str, str]:
         return params
     params.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     return params
-
-
-def org_json(base: str, org: str) -> dict[str, object]:
-    org_id = zlib.crc32(org.lower().encode()) % 10**8 + 1000
-    return {
-        "login": org,
-        "id": org_id,
-        "node_id": node_id("O", f"org:{org_id}"),
-        "url": f"{base}/orgs/{org}",
-        "repos_url": f"{base}/orgs/{org}/repos",
-        "avatar_url": f"https://avatars.githubusercontent.com/u/{org_id}?v=4",
-        "description": None,
-    }
 
 
 def error_body(status: int, message: str, documentation_url: str) -> dict[str, str]:
@@ -182,4 +167,5 @@ async def missing_endpoint(request: Request, exc: Exception) -> Response:
     """A path this stand-in has no route for. GitHub may well have it: answering GitHub's 404 would
     make a new tool say "not found, or no access". A 501 says what is missing and where to add it."""
     path = request.url.path.removeprefix(request.scope.get("root_path", ""))
-    return rest_error(501, f"{request.method} {path} is not in the demo stand-in: add it in ghmcp/standin/rest.py")
+    where = "ghmcp/standin/ (routes in oauth.py)"
+    return rest_error(501, f"{request.method} {path} is not in the demo stand-in: add it in {where}")

@@ -5,8 +5,10 @@ codes and states, and GitHub tokens and client secrets already encrypted. Every 
 compare-and-set step is one method here, atomic in each backend, so that two processes (or
 replicas) sharing a store can never both win it.
 
-Backends: `sqlite.py` (embedded default) and `redis_store.py` (shared by several replicas; its
-scripts in `lua.py`). To add one, implement `Storage` and pick it in `open_storage`.
+Backends: `sqlite.py` (embedded default; its file and connection in `sqlite_file.py`, tables and
+migrations in `sqlite_schema.py`, row conversions in `sqlite_rows.py`, what it deletes in
+`sqlite_cleanup.py`) and `redis_store.py` (shared by several replicas; its scripts in `lua.py`, record
+encoding in `redis_records.py`). To add one, implement `Storage` and pick it in `open_storage`.
 """
 
 from __future__ import annotations

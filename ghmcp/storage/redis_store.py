@@ -31,6 +31,15 @@ from ghmcp.storage import (
     lua,
     raise_unavailable,
 )
+from ghmcp.storage.redis_records import (
+    family_from,
+    grant_from,
+    hash_fields,
+    json_record,
+    released_from,
+    token_args,
+    token_record_from,
+)
 
 PREFIX = "mcp:"
 TIMEOUT_SECONDS = 5
@@ -104,10 +113,10 @@ class RedisStorage:
         return bool(await self._run("APPROVE_PENDING", key, state_hash, github_seconds, now))
 
     async def take_pending(self, key: str, now: float) -> dict[str, Any] | None:
-        return _json(await self._run("TAKE_PENDING", key, "consent", "", now))
+        return json_record(await self._run("TAKE_PENDING", key, "consent", "", now))
 
     async def take_pending_by_state(self, state_hash: str, now: float) -> dict[str, Any] | None:
-        return _json(await self._run("TAKE_PENDING", "", "github", state_hash, now))
+        return json_record(await self._run("TAKE_PENDING", "", "github", state_hash, now))
 
     # Authorization codes
     async def save_code(self, code_hash: str, record: dict[str, Any], grant_id: str, expires_at: float) -> None:
@@ -120,27 +129,27 @@ class RedisStorage:
         return None if record is None else (dict(json.loads(record)), used_at is not None)
 
     async def redeem_code(self, code_hash: str, family: Family, tokens: list[tuple[str, TokenRow]], now: float) -> bool:
-        fields = _fields(asdict(family))  # family_id first: the script reads it there
-        return bool(await self._run("REDEEM_CODE", code_hash, now, len(fields) // 2, *fields, *_token_args(tokens)))
+        fields = hash_fields(asdict(family))  # family_id first: the script reads it there
+        return bool(await self._run("REDEEM_CODE", code_hash, now, len(fields) // 2, *fields, *token_args(tokens)))
 
     async def revoke_code_families(self, code_hash: str, now: float) -> list[Released]:
-        return [_released(r) for r in await self._run("REVOKE_CODE_FAMILIES", code_hash, now)]
+        return [released_from(r) for r in await self._run("REVOKE_CODE_FAMILIES", code_hash, now)]
 
     # Grants
     async def upsert_grant(self, grant: Grant) -> tuple[str, str | None]:
-        grant_id, replaced = await self._run("UPSERT_GRANT", *_fields(asdict(grant)))
+        grant_id, replaced = await self._run("UPSERT_GRANT", *hash_fields(asdict(grant)))
         return str(grant_id), replaced
 
     async def get_grant(self, grant_id: str) -> Grant | None:
         row = cast(dict[str, str], await self.redis.hgetall(f"{PREFIX}grant:{grant_id}"))
-        return _grant(row) if row else None
+        return grant_from(row) if row else None
 
     async def grants(self) -> list[Grant]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for grant_id in cast(set[str], await self.redis.smembers(f"{PREFIX}grants")):
                 pipe.hgetall(f"{PREFIX}grant:{grant_id}")
             rows = await pipe.execute()
-        return [grant for grant in (_grant(row) for row in rows if row) if not grant.dead]
+        return [grant for grant in (grant_from(row) for row in rows if row) if not grant.dead]
 
     async def lease_grant_refresh(self, grant_id: str, refresh_enc: str | None, now: float, until: float) -> bool:
         return bool(await self._run("LEASE_GRANT_REFRESH", grant_id, refresh_enc or "", now, until))
@@ -176,34 +185,26 @@ class RedisStorage:
                 for family_id in family_ids:
                     pipe.hgetall(f"{PREFIX}family:{family_id}")
                 rows = await pipe.execute()
-            connected.append((grant, [f for f in (_family(row) for row in rows if row) if not f.revoked]))
+            connected.append((grant, [f for f in (family_from(row) for row in rows if row) if not f.revoked]))
         return connected
 
     # Token families
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         found = await self._run("GET_TOKEN", token_hash)
-        if found is None:
-            return None
-        parts = json.loads(found)
-        token, family, grant = parts["token"], parts["family"], parts["grant"]
-        return TokenRecord(
-            token=TokenRow(token["kind"], token["family_id"], int(token["generation"]), float(token["expires_at"])),
-            family=_family(family),
-            grant=_grant(grant),
-        )
+        return None if found is None else token_record_from(found)
 
     async def add_tokens(self, tokens: list[tuple[str, TokenRow]]) -> None:
-        await self._run("ADD_TOKENS", *_token_args(tokens))
+        await self._run("ADD_TOKENS", *token_args(tokens))
 
     async def rotate_family(
         self, family_id: str, from_generation: int, scopes: list[str], tokens: list[tuple[str, TokenRow]], now: float
     ) -> bool:
-        args = (family_id, from_generation, " ".join(scopes), now, *_token_args(tokens))
+        args = (family_id, from_generation, " ".join(scopes), now, *token_args(tokens))
         return bool(await self._run("ROTATE_FAMILY", *args))
 
     async def revoke_family(self, family_id: str, now: float) -> Released | None:
         found = await self._run("REVOKE_FAMILY", family_id, now)
-        return _released(found[1]) if len(found) > 1 else None
+        return released_from(found[1]) if len(found) > 1 else None
 
     async def pin_login(self, login: str, github_id: int) -> int:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -225,7 +226,7 @@ class RedisStorage:
         async for grant_id in self.redis.sscan_iter(f"{PREFIX}grants"):
             found = await self._run("SWEEP_GRANT", grant_id, now)
             if found is not None:
-                released.append(_released(found))
+                released.append(released_from(found))
         consents = 0
         async for client_id in self.redis.sscan_iter(f"{PREFIX}consent-clients"):
             if not await self.redis.exists(f"{PREFIX}client:{client_id}"):
@@ -243,70 +244,3 @@ raise_unavailable(
     lambda exc: isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)),
     "Redis is unreachable",
 )
-
-
-def _fields(values: dict[str, Any]) -> list[str]:
-    """A dataclass as hash field/value pairs: None is left out, booleans are 0/1, lists space-separated."""
-    pairs: list[str] = []
-    for name, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = int(value)
-        elif isinstance(value, list):
-            value = " ".join(value)
-        pairs += [name, str(value)]
-    return pairs
-
-
-def _token_args(tokens: list[tuple[str, TokenRow]]) -> list[Any]:
-    return [item for h, row in tokens for item in (h, row.kind, row.family_id, row.generation, row.expires_at)]
-
-
-def _pairs(flat: list[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _json(value: str | None) -> dict[str, Any] | None:
-    return None if value is None else dict(json.loads(value))
-
-
-def _optional_float(value: str | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def _grant(row: dict[str, str]) -> Grant:
-    return Grant(
-        grant_id=row["grant_id"],
-        subject=row["subject"],
-        client_id=row["client_id"],
-        github_login=row["github_login"],
-        token_enc=row["token_enc"],
-        refresh_enc=row.get("refresh_enc"),
-        expires_at=_optional_float(row.get("expires_at")),
-        refresh_expires_at=_optional_float(row.get("refresh_expires_at")),
-        github_scopes=row["github_scopes"],
-        dead=row["dead"] == "1",
-        admitted_via=row.get("admitted_via", ""),
-        refresh_lease_until=float(row.get("refresh_lease_until", 0)),
-    )
-
-
-def _family(row: dict[str, str]) -> Family:
-    return Family(
-        family_id=row["family_id"],
-        grant_id=row["grant_id"],
-        client_id=row["client_id"],
-        subject=row["subject"],
-        scopes=row.get("scopes", "").split(),
-        resource=row["resource"],
-        code_hash=row["code_hash"],
-        generation=int(row["generation"]),
-        rotated_at=float(row["rotated_at"]),
-        revoked=row["revoked"] == "1",
-        signed_in_at=float(row.get("signed_in_at", 0)),
-    )
-
-
-def _released(found: list[Any]) -> Released:
-    return Released(_grant(_pairs(found[0])), last_of_subject=bool(found[1]))
