@@ -1,4 +1,4 @@
-"""Server-rendered pages (consent, errors, "signed in") from one shared template.
+"""Server-rendered pages (landing, consent, account, errors) from one shared template, and the favicon.
 
 Jinja2 autoescapes every value, so a client-supplied name can never become markup. Every
 page forbids framing and scripts; the one inline style is allowed by a per-response nonce.
@@ -11,13 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.responses import HTMLResponse
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 
 # Set once by `demo.py` when the server runs with --demo: every page then carries the demo banner.
 DEMO = False
 
+TEMPLATES = Path(__file__).parent.parent / "templates"
+# base.html's shield with a check mark, 16 and 32 px, in its accent colour: branding, beside the pages.
+FAVICON = (TEMPLATES / "favicon.ico").read_bytes()
+
 _env = Environment(
-    loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
+    loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(default=True, default_for_string=True),
 )
 
@@ -60,3 +65,8 @@ def message(
         link=link,
         link_text=link_text,
     )
+
+
+async def favicon(request: Request) -> Response:
+    """Served at `/favicon.ico`, the path browsers and MCP clients ask for without reading any page."""
+    return Response(FAVICON, media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"})

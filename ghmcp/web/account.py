@@ -3,7 +3,14 @@ through this server, and disconnects any of them, without asking the client to c
 
 The page has its own short-lived sign-in: GitHub proves who the user is (the GitHub token used for
 that is revoked at once), and a signed session cookie (`__Host-` on https) remembers it for
-`SESSION_SECONDS`. Disconnecting is a form post with the consent page's CSRF defence.
+`SESSION_SECONDS`. Every form posts to `/account` (so the rate limit and body bound of that path
+cover them all) with the consent page's CSRF defence and an `action`: `disconnect` only asks for
+confirmation, `confirm` disconnects, `sign-out` forgets the session.
+
+What a row says is what the store already keeps: "connected" is the earliest `signed_in_at` of the
+app's live sign-ins, and "last used" the latest `rotated_at`, when it last obtained a token (at
+sign-in or refresh). Calls made with a token it already holds are not recorded: writing on every
+call would cost the hot path (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from starlette.responses import RedirectResponse, Response
 from ghmcp.asgi import pages
 from ghmcp.auth.cimd import is_document_url, verified_host
 from ghmcp.auth.keys import new_secret
+from ghmcp.auth.scopes import SCOPES
 from ghmcp.config import Settings
 from ghmcp.web.consent import BrowserCookies
 from github_provider import GitHubOAuthProvider
 
 SESSION_SECONDS = 900
+SHORT_ID = 8  # characters of a registered client's id shown: enough to tell two apps of one name apart
 
 
 @dataclass
@@ -31,8 +40,9 @@ class ConnectedApp:
     name: str
     host: str
     verified: bool
-    scopes: list[str]
-    signed_in: str
+    client_id: str  # as shown: a registered client's first characters, a metadata document's whole URL
+    scopes: list[str]  # in words
+    connected: str
     last_used: str
 
 
@@ -93,12 +103,42 @@ class AccountPage:
         nonce = self.cookies.read(request, "mcp_csrf", SESSION_SECONDS)
         if session is None or form is None or not isinstance(nonce, str):
             return self._refused()
-        signed = self.cookies.keyring.load_signed("account-csrf", str(form.get("csrf", "")), SESSION_SECONDS)
-        if signed != [session[0], nonce]:
+        csrf = str(form.get("csrf", ""))
+        if self.cookies.keyring.load_signed("account-csrf", csrf, SESSION_SECONDS) != [session[0], nonce]:
             return self._refused()
-        if not await self.provider.grants.disconnect(session[0], str(form.get("grant", ""))):
-            return pages.message(self.settings.app_name, "Nothing to disconnect", "That app is not connected.", 404)
-        return RedirectResponse("/account", status_code=303)
+        action = str(form.get("action", ""))
+        if action == "sign-out":
+            return self._sign_out()
+        if action not in ("disconnect", "confirm"):
+            return self._answer("Request not understood", "Use the buttons of the connected-apps page.", 400)
+        grant_id = str(form.get("grant", ""))
+        app = next((a for a in await self._apps(session[0]) if a.grant_id == grant_id), None)
+        if app is None:
+            return self._answer("Nothing to disconnect", "That app is not connected.", 404)
+        if action == "disconnect":  # only asks: a stray click must not cut an app off
+            return pages.render(
+                "disconnect.html", app_name=self.settings.app_name, title=f"Disconnect {app.name}?", app=app, csrf=csrf
+            )
+        if not await self.provider.grants.disconnect(session[0], grant_id):
+            return self._answer("Nothing to disconnect", "That app is not connected.", 404)  # gone meanwhile
+        return self._answer(
+            "App disconnected",
+            f"Disconnected {app.name}: its tokens stopped working and its GitHub access was revoked. "
+            "To use it again, connect it from the app and approve it once more.",
+        )
+
+    def _sign_out(self) -> Response:
+        response = pages.message(
+            self.settings.app_name,
+            "Signed out",
+            "You are signed out of the connected-apps page. Your apps stay connected.",
+            200,
+            link="/account",
+            link_text="Sign in again",
+        )
+        self.cookies.clear(response, "mcp_account")
+        self.cookies.clear(response, "mcp_csrf")
+        return response
 
     def _session(self, request: Request) -> tuple[str, str] | None:
         value = self.cookies.read(request, "mcp_account", SESSION_SECONDS)
@@ -112,24 +152,29 @@ class AccountPage:
             client = await self.provider.get_client(grant.client_id)
             document = is_document_url(grant.client_id, self.settings.cimd_allow_http_loopback)
             redirect = str(client.redirect_uris[0]) if client and client.redirect_uris else ""
+            scopes = sorted({s for f in families for s in f.scopes})
             apps.append(
                 ConnectedApp(
                     grant_id=grant.grant_id,
                     name=(client.client_name if client else None) or grant.client_id,
                     host=verified_host(grant.client_id) if document else urlsplit(redirect).netloc or redirect,
                     verified=document,
-                    scopes=sorted({s for f in families for s in f.scopes}),
-                    signed_in=_when(min((f.signed_in_at for f in families), default=0)),
-                    last_used=_when(max((f.rotated_at for f in families), default=0)),
+                    client_id=grant.client_id if document else grant.client_id[:SHORT_ID],
+                    scopes=[SCOPES[s].description if s in SCOPES else s for s in scopes],
+                    connected=_when(min((f.signed_in_at for f in families if f.signed_in_at), default=0), "unknown"),
+                    last_used=_when(max((f.rotated_at for f in families), default=0), "never"),
                 )
             )
         return apps
 
     def _refused(self) -> Response:
+        return self._answer("Request not accepted", "Reload the page and try again.", 403)
+
+    def _answer(self, title: str, text: str, status_code: int = 200) -> Response:
         return pages.message(
-            self.settings.app_name, "Request not accepted", "Reload the page and try again.", 403, link="/account"
+            self.settings.app_name, title, text, status_code, link="/account", link_text="Back to connected apps"
         )
 
 
-def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp)) if timestamp else "never"
+def _when(timestamp: float, otherwise: str) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp)) if timestamp else otherwise

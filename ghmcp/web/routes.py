@@ -1,8 +1,10 @@
-"""HTTP routes this server adds to the SDK's: the GitHub callback, revocation, metadata, health."""
+"""HTTP routes this server adds to the SDK's: the landing page, the GitHub callback, revocation,
+metadata, health."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -21,6 +23,7 @@ from ghmcp.auth.cimd import DocumentError, is_document_url
 from ghmcp.auth.records import AccountLogin
 from ghmcp.config import Settings
 from ghmcp.storage import StoreUnavailable, store_failure
+from ghmcp.web import demo
 from ghmcp.web.account import AccountPage
 from ghmcp.web.consent import BrowserCookies, ConsentPage
 from github_provider import MAX_STATE, GitHubOAuthProvider
@@ -146,6 +149,28 @@ class Revocation:
         return Response(status_code=200, headers=NO_STORE)  # RFC 7009 §2.2: 200 for unknown tokens too
 
 
+def landing(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    """`/`: what this server is, its MCP URL, and where each client takes it (docs/clients.md in short),
+    so that someone who opens the server's address in a browser learns how to connect."""
+    # The server's name in the clients' configuration files and commands: one word, as they expect.
+    config_name = re.sub(r"[^a-z0-9]+", "-", settings.app_name.lower()).strip("-") or "github"
+
+    async def show(request: Request) -> Response:
+        return pages.render(
+            "landing.html",
+            app_name=settings.app_name,
+            title="Connect an MCP client",
+            wide=True,
+            mcp_url=settings.resource_url,
+            sse=settings.transport == "sse",  # the recipes name the transport
+            config_name=config_name,
+            public=settings.https,  # claude.ai and ChatGPT connect from their cloud: only to https
+            demo_users=[user[0] for user in demo.USERS] if settings.demo else [],
+        )
+
+    return show
+
+
 def healthz(provider: GitHubOAuthProvider) -> Callable[[Request], Awaitable[Response]]:
     """200 while the store answers, 503 when it does not (a load balancer then routes around this replica)."""
 
@@ -196,6 +221,8 @@ def server_routes(
     callback = GitHubCallback(settings, provider, cookies, account)
     return [
         *metadata_routes(auth, scopes, settings.app_name),
+        Route("/", landing(settings), methods=["GET"]),
+        Route("/favicon.ico", pages.favicon, methods=["GET"]),
         Route("/authorize", Authorize(settings, provider).handle, methods=["GET", "POST"]),
         Route("/consent", consent.show, methods=["GET"]),
         Route("/consent", consent.submit, methods=["POST"]),
