@@ -127,18 +127,18 @@ class GitHubGrants:
         return ended
 
     # Ending grants
-    async def disconnect(self, subject: str, grant_id: str) -> bool:
+    async def disconnect(self, subject: str, grant_id: str) -> bool | None:
         """The user ends one app's access: its MCP tokens and its GitHub token (or, if it was the
-        last, the user's whole GitHub authorization of this server)."""
+        last, the user's whole GitHub authorization of this server). None if there was no such
+        grant; else whether GitHub confirmed the revocation (the MCP tokens end either way)."""
         connected = await self.storage.connected(subject)
         grant = next((g for g, _ in connected if g.grant_id == grant_id), None)
         if grant is None:
-            return False
+            return None
         await self.storage.kill_grant(grant_id)
         self.cache.invalidate()
         audit.event("grant_killed", login=grant.github_login, client_id=grant.client_id, reason="user_disconnected")
-        await self.release(Released(grant, last_of_subject=len(connected) == 1))
-        return True
+        return await self.release(Released(grant, last_of_subject=len(connected) == 1))
 
     async def end(self, grant: Grant, reason: str) -> None:
         audit.event("grant_killed", login=grant.github_login, client_id=grant.client_id, reason=reason)
@@ -153,18 +153,21 @@ class GitHubGrants:
         await self.storage.kill_grant(grant_id)
         self.cache.invalidate()
 
-    async def release(self, released: Released) -> None:
+    async def release(self, released: Released) -> bool:
         """A grant is gone: its GitHub token goes too, and with the user's last grant the whole
         GitHub authorization, so that GitHub asks for consent again next time."""
-        await self.revoke_upstream(released.grant.token_enc, whole_grant=released.last_of_subject)
+        return await self.revoke_upstream(released.grant.token_enc, whole_grant=released.last_of_subject)
 
-    async def revoke_upstream(self, token_enc: str, *, keep: str | None = None, whole_grant: bool = False) -> None:
-        """Revoke a stored (encrypted) GitHub token at GitHub, unless it is `keep`. Best effort."""
+    async def revoke_upstream(self, token_enc: str, *, keep: str | None = None, whole_grant: bool = False) -> bool:
+        """Revoke a stored (encrypted) GitHub token at GitHub, unless it is `keep`. Best effort:
+        False when GitHub could not confirm it."""
         token = self.keyring.decrypt(token_enc)
         if not token or token == keep:
-            return
+            return True
         if not await (self.github.revoke_grant(token) if whole_grant else self.github.revoke(token)):
             logger.warning("Could not revoke a GitHub token at GitHub (it stays valid there until it expires)")
+            return False
+        return True
 
 
 def _expiring(grant: Grant) -> bool:

@@ -2,7 +2,7 @@
 
 build.py       composition: settings in, one ASGI app out; `check_startup` before serving
 mcp_routes.py  /mcp and /sse straight to the bearer gate
-routes.py      /authorize, /github/callback, /revoke, metadata, /healthz
+routes.py      /, /favicon.ico, /authorize, /github/callback, /revoke, metadata, /healthz
 consent.py     the consent page, its CSRF and browser binding
 account.py     /account: the user's connected apps
 ratelimit.py   per-address rate limits and body bounds

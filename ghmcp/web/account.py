@@ -119,11 +119,17 @@ class AccountPage:
             return pages.render(
                 "disconnect.html", app_name=self.settings.app_name, title=f"Disconnect {app.name}?", app=app, csrf=csrf
             )
-        if not await self.provider.grants.disconnect(session[0], grant_id):
+        revoked = await self.provider.grants.disconnect(session[0], grant_id)
+        if revoked is None:
             return self._answer("Nothing to disconnect", "That app is not connected.", 404)  # gone meanwhile
+        github = (
+            "its GitHub access was revoked"
+            if revoked
+            else "GitHub did not confirm revoking its GitHub access (revoke it under GitHub → Settings → Applications)"
+        )
         return self._answer(
             "App disconnected",
-            f"Disconnected {app.name}: its tokens stopped working and its GitHub access was revoked. "
+            f"Disconnected {app.name}: its tokens stopped working and {github}. "
             "To use it again, connect it from the app and approve it once more.",
         )
 
