@@ -7,10 +7,12 @@ newcomer never has to read a pydantic traceback.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["streamable-http", "sse"]
@@ -21,6 +23,10 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 HOUR = 3600
 DAY = 24 * HOUR
 COMMON: dict[str, Any] = {"common": True}
+# The command-line flags that set a setting: an error in a value given as a flag names the flag.
+FLAGS = {"host": "--host", "port": "--port", "transport": "--transport", "stateless_http": "--stateless"}
+# GitHub's rule for logins: letters, digits and single hyphens, neither first nor last, at most 39 characters.
+GITHUB_LOGIN = re.compile(r"(?=.{1,39}$)[A-Za-z0-9](?:-?[A-Za-z0-9])*")
 
 
 class ConfigError(Exception):
@@ -52,8 +58,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port (`--port`)", json_schema_extra=COMMON)
     storage_url: str = Field(
         default="sqlite:///./data/mcp.sqlite3",
-        description="The store: `sqlite:///PATH` (relative to the working directory; `sqlite:////abs/path` is "
-        "absolute), or Redis 7+ for replicas: `redis://HOST:PORT/DB`, `rediss://:PASSWORD@HOST:PORT/DB` (TLS)",
+        description="The store. SQLite: `sqlite:///data/mcp.sqlite3` (three slashes) is relative to the working "
+        "directory, `sqlite:////var/lib/mcp/mcp.sqlite3` (four) is absolute; the resolved path is logged at start. "
+        "Redis 7+ for replicas: `redis://HOST:PORT/DB`, `rediss://:PASSWORD@HOST:PORT/DB` (TLS)",
         json_schema_extra=COMMON,
     )
     secret_key: SecretStr | None = Field(
@@ -64,12 +71,13 @@ class Settings(BaseSettings):
     )
     allowed_github_users: CommaList = Field(
         default=[],
-        description="Comma-separated GitHub logins or numeric ids admitted; empty admits everyone",
+        description="Comma-separated GitHub logins or numeric user ids admitted (`alice,bob,583231`); "
+        "empty admits everyone",
         json_schema_extra=COMMON,
     )
     allowed_github_orgs: CommaList = Field(
         default=[],
-        description="Comma-separated GitHub organisations whose members are admitted",
+        description="Comma-separated GitHub organisation logins whose members are admitted (`acme,octo-org`)",
         json_schema_extra=COMMON,
     )
     read_only: bool = Field(
@@ -166,12 +174,22 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # A field validator's ValueError says what the value must be: load_settings makes the sentence.
     @field_validator("github_url", "github_api_url", "server_url")
     @classmethod
     def _plain_base_url(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError("must be an http(s) URL")
+            raise ValueError("an https:// or http:// URL")
         return value.rstrip("/")
+
+    @field_validator("allowed_github_users", "allowed_github_orgs")
+    @classmethod
+    def _github_logins(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if not all(GITHUB_LOGIN.fullmatch(entry) for entry in value):
+            if info.field_name == "allowed_github_users":
+                raise ValueError("comma-separated GitHub logins or numeric ids, such as alice,bob")
+            raise ValueError("comma-separated GitHub organisation logins, such as acme,octo-org")
+        return value
 
     @field_validator("rate_limit", "registration_rate_limit")
     @classmethod
@@ -181,14 +199,17 @@ class Settings(BaseSettings):
         try:
             parse(value)
         except ValueError as exc:
-            raise ValueError("must look like '60/minute'") from exc
+            raise ValueError("a rate such as 60/minute or 1000/hour") from exc
         return value
 
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for network in value:
-            ipaddress.ip_network(network, strict=False)  # a ValueError names the bad entry
+        try:
+            for network in value:
+                ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError("comma-separated IP addresses or networks, such as 10.0.0.0/8,192.0.2.7") from None
         return value
 
     @model_validator(mode="after")
@@ -236,24 +257,50 @@ class Settings(BaseSettings):
         return f"{self.server_url}/mcp" if self.transport == "streamable-http" else f"{self.server_url}/sse"
 
 
+_DEMO_HINT = ", or try `uv run main.py --demo`, which needs none"
 _FIXES = {
-    "github_client_id": "create a GitHub OAuth App (see README) and put its client ID in .env",
-    "github_client_secret": "generate a client secret for your GitHub OAuth App and put it in .env",
+    "github_client_id": "create a GitHub OAuth App (see README) and put its client ID in .env" + _DEMO_HINT,
+    "github_client_secret": "generate a client secret for your GitHub OAuth App and put it in .env" + _DEMO_HINT,
 }
+_NEVER_QUOTED = ("github_client_secret", "secret_key", "storage_url")  # they may hold a password
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment and `.env`; CLI flags arrive as `overrides`."""
+    """Read settings from the environment and `.env`; CLI flags (FLAGS) and `--demo` arrive as `overrides`.
+    A problem becomes one sentence naming the flag or setting that gave the value."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
         # MCP_DEMO is not a setting: demo mode is `--demo`, which also makes its throw-away store.
-        return Settings(**({"demo": False} | {k: v for k, v in overrides.items() if v is not None}))
+        return Settings(**({"demo": False} | given))
     except ValidationError as exc:
         error = exc.errors()[0]
-        if not error["loc"]:  # a cross-field check, whose message already names the setting
-            raise ConfigError(str(error["msg"]).removeprefix("Value error, ") + ".") from None
-        field = str(error["loc"][0])
-        name = f"MCP_{field.upper()}"
-        if error["type"] == "missing" or (field in _FIXES and error["type"] == "string_too_short"):
-            fix = _FIXES.get(field, "set it in .env (see .env.example)")
-            raise ConfigError(f"{name} is not set: {fix}.") from None
-        raise ConfigError(f"{name} is invalid ({error['msg']}): fix it in .env or the environment.") from None
+    if not error["loc"]:  # a cross-field check, whose message already names the setting
+        raise ConfigError(str(error["msg"]).removeprefix("Value error, ") + ".")
+    field = str(error["loc"][0])
+    if error["type"] == "missing" or (field in _FIXES and error["type"] == "string_too_short"):
+        raise ConfigError(f"MCP_{field.upper()} is not set: {_FIXES.get(field, 'set it in .env (see .env.example)')}.")
+    got = "" if field in _NEVER_QUOTED else f" (got {_quoted(error['input'])})"
+    if field in FLAGS and field in given:
+        raise ConfigError(f"{FLAGS[field]} must be {_expected(field, error)}{got}.")
+    raise ConfigError(f"MCP_{field.upper()} must be {_expected(field, error)}{got}: fix it in .env or the environment.")
+
+
+def _expected(field: str, error: ErrorDetails) -> str:
+    """What a value of `field` must be, in words rather than pydantic's."""
+    info = Settings.model_fields[field]
+    if error["type"] == "value_error":  # our validators say it themselves
+        return str(error["ctx"]["error"])
+    if error["type"] == "bool_parsing":
+        return "true or false"
+    if error["type"] == "literal_error":
+        return " or ".join(get_args(info.annotation))
+    if error["type"] in ("int_parsing", "greater_than_equal", "less_than_equal"):
+        low, high = (
+            next((getattr(m, bound) for m in info.metadata if hasattr(m, bound)), None) for bound in ("ge", "le")
+        )
+        return f"a whole number from {low} to {high}" if high is not None else f"a whole number of at least {low}"
+    return "a value described in docs/settings.md"
+
+
+def _quoted(value: Any) -> str:
+    return str(value) if re.fullmatch(r"-?\d+", str(value)) else repr(str(value))
