@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ghmcp.config import Settings, load_settings
+from ghmcp.config import Settings
+from ghmcp.config_loading import load_settings
 from tests.support import ROOT
 
 BASE = {"MCP_GITHUB_CLIENT_ID": "id", "MCP_GITHUB_CLIENT_SECRET": "secret"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from main import GRACEFUL_SHUTDOWN_SECONDS
+from ghmcp.web.serve import GRACEFUL_SHUTDOWN_SECONDS
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import ServerProcess, sign_in_tokens

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ghmcp.config import ConfigError, Settings, load_settings
+from ghmcp.config import ConfigError, Settings
+from ghmcp.config_loading import load_settings
 from ghmcp.web.build import store_description
 from tests.support import free_port, running_server
 from tests.test_config import BASE, run_main

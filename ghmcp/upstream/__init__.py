@@ -1,9 +1,9 @@
 """GitHub, as this server talks to it.
 
-    api.py        `GitHubClient`: every request to GitHub (OAuth endpoints and REST), one shared client
-    cache.py      the per-user ETag cache and the rate-limit gate behind it
-    errors.py     what can go wrong, as exceptions tools turn into sentences
-    login.py      `GitHubLogin`: the GitHub leg of a sign-in, and the account page's sign-in
-    grants.py     `GitHubGrants`: each grant's GitHub token (refresh, revocation at GitHub)
-    admission.py  who may sign in: the allow-lists and organisation membership
+api.py        `GitHubClient`: every request to GitHub (OAuth endpoints and REST), one shared client
+cache.py      the per-user ETag cache and the rate-limit gate behind it
+errors.py     what can go wrong, as exceptions tools turn into sentences
+login.py      `GitHubLogin`: the GitHub leg of a sign-in, and the account page's sign-in
+grants.py     `GitHubGrants`: each grant's GitHub token (refresh, revocation at GitHub)
+admission.py  who may sign in: the allow-lists and organisation membership
 """

@@ -1,11 +1,12 @@
 """The Starlette application: `build.build_app(settings)` is the whole server.
 
-    build.py       composition: settings in, one ASGI app out; `check_startup` before serving
-    mcp_routes.py  /mcp and /sse straight to the bearer gate
-    routes.py      /authorize, /github/callback, /revoke, metadata, /healthz
-    consent.py     the consent page, its CSRF and browser binding
-    account.py     /account: the user's connected apps
-    ratelimit.py   per-address rate limits and body bounds
-    access_log.py  the access line and the escaping log formatter
-    demo.py        --demo: the GitHub stand-in mounted on this server
+build.py       composition: settings in, one ASGI app out; `check_startup` before serving
+serve.py       the listening sockets, uvicorn, a shutdown that lets answers finish
+mcp_routes.py  /mcp and /sse straight to the bearer gate
+routes.py      /authorize, /github/callback, /revoke, metadata, /healthz
+consent.py     the consent page, its CSRF and browser binding
+account.py     /account: the user's connected apps
+ratelimit.py   per-address rate limits and body bounds
+access_log.py  the access line and the escaping log formatter
+demo.py        --demo: the GitHub stand-in mounted on this server
 """
