@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import contextlib
 import logging
+import signal
 import sys
+from typing import NoReturn
 
-import uvicorn
-
-from ghmcp.config import ConfigError, load_settings
+from ghmcp.config import ConfigError
+from ghmcp.config_loading import load_settings
 from ghmcp.web import demo
 from ghmcp.web.access_log import EscapingFormatter
 from ghmcp.web.build import build_app, check_startup
+from ghmcp.web.serve import listen, serve
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, like every other startup error (argparse would print its usage first)."""
+        self.exit(2, f"{self.prog}: {message} (see --help).\n")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="MCP server with GitHub sign-in")
-    parser.add_argument(
-        "--transport", choices=["streamable-http", "sse"], help="MCP transport (default streamable-http)"
-    )
+    # --transport and --port are checked by load_settings, whose sentences name the flag.
+    parser = _Parser(description="MCP server with GitHub sign-in")
+    parser.add_argument("--transport", help="streamable-http (default) or sse (MCP_TRANSPORT)")
     parser.add_argument("--host", help="bind address (MCP_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (MCP_PORT, default 8000)")
+    parser.add_argument("--port", help="port (MCP_PORT, default 8000)")
     parser.add_argument("--demo", action="store_true", help="run with a built-in GitHub stand-in, nothing to set up")
     parser.add_argument(
         "--stateless",
@@ -44,33 +51,24 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    # SIGTERM (docker stop, systemd, kill) ends the server as Ctrl+C does. Python's default kills the process
+    # on the spot (exit -15, no cleanup), and uvicorn re-raises the signal after its graceful shutdown.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    flags = {"transport": args.transport, "host": args.host, "port": args.port, "stateless_http": args.stateless}
     try:
-        overrides = demo.settings_overrides() if args.demo else {}
-        settings = load_settings(
-            transport=args.transport, host=args.host, port=args.port, stateless_http=args.stateless, **overrides
-        )
-        asyncio.run(check_startup(settings))
-        app = build_app(settings)
-    except ConfigError as exc:
-        print(f"Configuration error: {exc}", file=sys.stderr)
-        return 2
-    path = "/mcp" if settings.transport == "streamable-http" else "/sse"
-    logging.getLogger("mcp_server").info("MCP endpoint: %s%s", settings.server_url, path)
-    # Everything built so far (modules, the SDK, templates) lives as long as the process: frozen, it
-    # is left out of every later garbage collection, which would otherwise walk it each time.
-    gc.freeze()
-    # log_config=None: uvicorn logs through the root handler above, escaped like every other line.
-    # access_log=False: uvicorn would log query strings, which carry OAuth codes and states.
-    # proxy_headers=False: only MCP_TRUSTED_PROXIES decides whose X-Forwarded-For is believed (ratelimit.py).
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=False,
-        log_config=None,
-        log_level=args.log_level,
-        proxy_headers=False,
-    )
+        with contextlib.ExitStack() as cleanup:  # the demo's temporary directory
+            overrides = cleanup.enter_context(demo.settings_overrides()) if args.demo else {}
+            try:
+                settings = load_settings(**flags, **overrides)
+                asyncio.run(check_startup(settings))
+                app = build_app(settings)
+                sockets = listen(settings, flags)
+            except ConfigError as exc:
+                print(f"Configuration error: {exc}", file=sys.stderr)
+                return 2
+            serve(app, settings, sockets, args.log_level)
+    except KeyboardInterrupt:
+        pass  # Ctrl+C or SIGTERM: uvicorn has shut down gracefully, or serving had not begun
     return 0
 
 

@@ -1,16 +1,17 @@
 """Configuration: every setting is an `MCP_*` environment variable, also read from `.env`.
 
-`load_settings` turns any problem into one sentence naming the setting and the fix, so a
+`config_loading.load_settings` turns any problem into one sentence naming the setting and the fix, so a
 newcomer never has to read a pydantic traceback.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["streamable-http", "sse"]
@@ -21,6 +22,10 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 HOUR = 3600
 DAY = 24 * HOUR
 COMMON: dict[str, Any] = {"common": True}
+# The command-line flags that set a setting: an error in a value given as a flag names the flag.
+FLAGS = {"host": "--host", "port": "--port", "transport": "--transport", "stateless_http": "--stateless"}
+# GitHub's rule for logins: letters, digits and single hyphens, neither first nor last, at most 39 characters.
+GITHUB_LOGIN = re.compile(r"(?=.{1,39}$)[A-Za-z0-9](?:-?[A-Za-z0-9])*")
 
 
 class ConfigError(Exception):
@@ -52,8 +57,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port (`--port`)", json_schema_extra=COMMON)
     storage_url: str = Field(
         default="sqlite:///./data/mcp.sqlite3",
-        description="The store: `sqlite:///PATH` (relative to the working directory; `sqlite:////abs/path` is "
-        "absolute), or Redis 7+ for replicas: `redis://HOST:PORT/DB`, `rediss://:PASSWORD@HOST:PORT/DB` (TLS)",
+        description="The store. SQLite: `sqlite:///data/mcp.sqlite3` (three slashes) is relative to the working "
+        "directory, `sqlite:////var/lib/mcp/mcp.sqlite3` (four) is absolute; the resolved path is logged at start. "
+        "Redis 7+ for replicas: `redis://HOST:PORT/DB`, `rediss://:PASSWORD@HOST:PORT/DB` (TLS)",
         json_schema_extra=COMMON,
     )
     secret_key: SecretStr | None = Field(
@@ -64,12 +70,13 @@ class Settings(BaseSettings):
     )
     allowed_github_users: CommaList = Field(
         default=[],
-        description="Comma-separated GitHub logins or numeric ids admitted; empty admits everyone",
+        description="Comma-separated GitHub logins or numeric user ids admitted (`alice,bob,583231`); "
+        "empty admits everyone",
         json_schema_extra=COMMON,
     )
     allowed_github_orgs: CommaList = Field(
         default=[],
-        description="Comma-separated GitHub organisations whose members are admitted",
+        description="Comma-separated GitHub organisation logins whose members are admitted (`acme,octo-org`)",
         json_schema_extra=COMMON,
     )
     read_only: bool = Field(
@@ -166,12 +173,22 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # A field validator's ValueError says what the value must be: load_settings makes the sentence.
     @field_validator("github_url", "github_api_url", "server_url")
     @classmethod
     def _plain_base_url(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError("must be an http(s) URL")
+            raise ValueError("an https:// or http:// URL")
         return value.rstrip("/")
+
+    @field_validator("allowed_github_users", "allowed_github_orgs")
+    @classmethod
+    def _github_logins(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if not all(GITHUB_LOGIN.fullmatch(entry) for entry in value):
+            if info.field_name == "allowed_github_users":
+                raise ValueError("comma-separated GitHub logins or numeric ids, such as alice,bob")
+            raise ValueError("comma-separated GitHub organisation logins, such as acme,octo-org")
+        return value
 
     @field_validator("rate_limit", "registration_rate_limit")
     @classmethod
@@ -181,14 +198,17 @@ class Settings(BaseSettings):
         try:
             parse(value)
         except ValueError as exc:
-            raise ValueError("must look like '60/minute'") from exc
+            raise ValueError("a rate such as 60/minute or 1000/hour") from exc
         return value
 
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for network in value:
-            ipaddress.ip_network(network, strict=False)  # a ValueError names the bad entry
+        try:
+            for network in value:
+                ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError("comma-separated IP addresses or networks, such as 10.0.0.0/8,192.0.2.7") from None
         return value
 
     @model_validator(mode="after")
@@ -234,26 +254,3 @@ class Settings(BaseSettings):
     def resource_url(self) -> str:
         """RFC 8707 resource indicator of the MCP endpoint this process serves."""
         return f"{self.server_url}/mcp" if self.transport == "streamable-http" else f"{self.server_url}/sse"
-
-
-_FIXES = {
-    "github_client_id": "create a GitHub OAuth App (see README) and put its client ID in .env",
-    "github_client_secret": "generate a client secret for your GitHub OAuth App and put it in .env",
-}
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment and `.env`; CLI flags arrive as `overrides`."""
-    try:
-        # MCP_DEMO is not a setting: demo mode is `--demo`, which also makes its throw-away store.
-        return Settings(**({"demo": False} | {k: v for k, v in overrides.items() if v is not None}))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        if not error["loc"]:  # a cross-field check, whose message already names the setting
-            raise ConfigError(str(error["msg"]).removeprefix("Value error, ") + ".") from None
-        field = str(error["loc"][0])
-        name = f"MCP_{field.upper()}"
-        if error["type"] == "missing" or (field in _FIXES and error["type"] == "string_too_short"):
-            fix = _FIXES.get(field, "set it in .env (see .env.example)")
-            raise ConfigError(f"{name} is not set: {fix}.") from None
-        raise ConfigError(f"{name} is invalid ({error['msg']}): fix it in .env or the environment.") from None

@@ -13,11 +13,10 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from ghmcp.config import Settings
+from ghmcp.config import FLAGS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE, ENV_EXAMPLE = ROOT / "docs" / "settings.md", ROOT / ".env.example"
-FLAGS = {"host": "--host", "port": "--port", "transport": "--transport", "stateless_http": "--stateless"}
 
 
 def settings_fields() -> list[tuple[str, FieldInfo]]:
@@ -49,7 +48,8 @@ def reference() -> str:
         "",
         "Generated from `ghmcp/config.py` by `uv run python -m ghmcp.config_docs`; do not edit by hand.",
         "Every setting is an environment variable, also read from `.env`. A bad value stops the server",
-        "with one sentence naming the setting (exit 2). The first group is what most deployments set.",
+        "with one sentence naming the setting, or the flag that gave it (exit 2). The first group is what",
+        "most deployments set.",
         "",
         "| Setting | Default | Meaning |",
         "|---|---|---|",

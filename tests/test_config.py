@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ghmcp.config import Settings, load_settings
+from ghmcp.config import Settings
+from ghmcp.config_loading import load_settings
 from tests.support import ROOT
 
 BASE = {"MCP_GITHUB_CLIENT_ID": "id", "MCP_GITHUB_CLIENT_SECRET": "secret"}
@@ -58,12 +59,18 @@ def test_bad_configuration_is_one_clear_sentence(
     assert setting in lines[0]
     assert "Traceback" not in result.stderr
     assert "secret@" not in result.stderr
+    assert not any(pydantic in lines[0] for pydantic in ("Input should", "Value error", "String should")), lines[0]
 
 
-def test_bad_cli_flag_is_refused(tmp_path: Path) -> None:
-    result = run_main(tmp_path, BASE, "--transport", "stdio")
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [(("--transport", "stdio"), "--transport"), (("--log-level", "loud"), "--log-level"), (("--prot", "80"), "--prot")],
+)
+def test_bad_cli_flag_is_refused_in_one_line(tmp_path: Path, args: tuple[str, ...], flag: str) -> None:
+    result = run_main(tmp_path, BASE, *args)
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0], result.stderr
 
 
 def test_cli_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,3 +90,13 @@ def test_lists_are_comma_separated() -> None:
         allowed_github_users="alice, bob,,",  # type: ignore[arg-type]
     )
     assert settings.allowed_github_users == ["alice", "bob"]
+
+
+def test_mcp_demo_in_the_environment_is_not_demo_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Demo mode is `--demo` only: it also makes the throw-away store and points GitHub at the stand-in.
+    monkeypatch.chdir(ROOT / "tests")  # no .env
+    for key, value in (BASE | {"MCP_DEMO": "true"}).items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.demo is False
+    assert settings.github_url == "https://github.com"

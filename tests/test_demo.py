@@ -28,15 +28,17 @@ async def test_fresh_clone_demo_signs_in_and_calls_tools(tmp_path: Path) -> None
         async with httpx2.AsyncClient(timeout=10) as http:
             page = await http.get(f"{server.url}/github/callback")
         assert page.status_code == 400 and "Demo mode" in page.text  # the banner is on every page
-        assert "WARNING mcp_server: DEMO MODE" in server.log()
+        first_line = server.log().splitlines()[0]
+        assert "WARNING mcp_server: DEMO MODE" in first_line and "key are temporary" in first_line, first_line
+        assert "keep that file safe" not in server.log()  # its throw-away key
     assert not _leftovers(tmp_path, server.log())
 
 
 def _leftovers(cwd: Path, log: str) -> list[Path]:
     """Files the demo left: anything in its cwd but the log, and its temporary data directory."""
-    generated = re.search(r"generated one into (\S+)/secret_key", log)
-    assert generated is not None, log
-    data_dir = Path(generated.group(1))
+    temporary = re.search(r"the store and its key are temporary, in (\S+), removed at exit", log)
+    assert temporary is not None, log
+    data_dir = Path(temporary.group(1))
     return [p for p in cwd.iterdir() if p.name != "server.log"] + ([data_dir] if data_dir.exists() else [])
 
 

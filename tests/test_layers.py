@@ -9,7 +9,7 @@ from tests.support import ROOT
 
 # Lowest first. A package's modules may import each other; nothing imports upward.
 LAYERS = [
-    ["ghmcp.config", "ghmcp.audit", "ghmcp.sdk"],
+    ["ghmcp.config", "ghmcp.config_loading", "ghmcp.audit", "ghmcp.sdk"],
     ["ghmcp"],  # the package docstring only
     ["ghmcp.storage"],
     ["ghmcp.asgi", "ghmcp.standin"],

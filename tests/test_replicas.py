@@ -18,7 +18,7 @@ from mcp.server.mcpserver import RequestStateSecurity
 from mcp.server.request_state import InvalidRequestState
 
 from ghmcp.auth.keys import Keyring
-from ghmcp.config import load_settings
+from ghmcp.config_loading import load_settings
 from main import parse_args
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub

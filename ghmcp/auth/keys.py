@@ -81,7 +81,10 @@ def _create_key_file(path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.link(temporary, path)
-        logger.warning("MCP_SECRET_KEY is not set: generated one into %s; keep that file safe and private.", path)
+        logger.warning(
+            "MCP_SECRET_KEY is not set: generated one into %s; keep that file safe, private and beside the store.",
+            path.resolve(),
+        )
     except FileExistsError:
         pass  # another process created it first: use theirs
     finally:

@@ -1,6 +1,7 @@
 """The Starlette application: `build.build_app(settings)` is the whole server.
 
 build.py       composition: settings in, one ASGI app out; `check_startup` before serving
+serve.py       the listening sockets, uvicorn, a shutdown that lets answers finish
 mcp_routes.py  /mcp and /sse straight to the bearer gate
 routes.py      /, /favicon.ico, /authorize, /github/callback, /revoke, metadata, /healthz
 consent.py     the consent page, its CSRF and browser binding

@@ -165,6 +165,7 @@ def _lifespan(inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        logger.info("Store: %s", store_description(settings.storage_url))
         sweeper = asyncio.create_task(_sweep_forever(settings, provider))
         try:
             async with inner(app):
@@ -176,6 +177,18 @@ def _lifespan(inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider
             await provider.storage.close()
 
     return lifespan
+
+
+def store_description(url: str) -> str:
+    """Where the data lives, for the start-up log: a relative SQLite URL depends on the working directory
+    (`sqlite:///data/x.db` is not `/data/x.db`), so the path is resolved; a Redis URL loses its password."""
+    path = sqlite_path(url)
+    if path is not None:
+        return f"SQLite at {path.resolve()}"
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    tls = " (TLS)" if parts.scheme == "rediss" else ""
+    return f"Redis at {host}:{parts.port or 6379}/{parts.path.strip('/') or '0'}{tls}"
 
 
 async def _sweep_forever(settings: Settings, provider: GitHubOAuthProvider) -> None:

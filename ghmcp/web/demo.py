@@ -8,11 +8,12 @@ The store and the generated key live in a temporary directory removed at exit.
 
 from __future__ import annotations
 
-import atexit
-import functools
+import contextlib
 import logging
-import shutil
+import os
 import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,6 +21,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ghmcp.asgi import pages
+from ghmcp.auth.keys import new_secret
 from ghmcp.config import Settings
 from ghmcp.standin import GitHubStandIn
 
@@ -37,16 +39,21 @@ USERS: tuple[
 logger = logging.getLogger("mcp_server")
 
 
-def settings_overrides() -> dict[str, Any]:
-    """What `--demo` sets: the stand-in's app credentials and a store in a fresh temporary directory."""
-    data_dir = tempfile.mkdtemp(prefix="mcp-demo-")
-    atexit.register(functools.partial(shutil.rmtree, data_dir, ignore_errors=True))
-    return {
-        "demo": True,
-        "github_client_id": CLIENT_ID,
-        "github_client_secret": CLIENT_SECRET,
-        "storage_url": f"sqlite:///{data_dir}/mcp.sqlite3",
-    }
+@contextlib.contextmanager
+def settings_overrides() -> Iterator[dict[str, Any]]:
+    """What `--demo` sets: the stand-in's app credentials, and a store and key in a fresh temporary directory,
+    removed when the block ends (main.py ends on SIGTERM as on Ctrl+C, so `kill` removes it too)."""
+    with tempfile.TemporaryDirectory(prefix="mcp-demo-", ignore_cleanup_errors=True) as data_dir:
+        # The key is made here rather than by keys.py, whose log line would ask to keep this throw-away file safe.
+        key = os.open(Path(data_dir) / "secret_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(key, "w") as f:
+            f.write(new_secret())
+        yield {
+            "demo": True,
+            "github_client_id": CLIENT_ID,
+            "github_client_secret": CLIENT_SECRET,
+            "storage_url": f"sqlite:///{data_dir}/mcp.sqlite3",
+        }
 
 
 def standin(settings: Settings) -> GitHubStandIn:
@@ -62,9 +69,10 @@ def mount(app: Starlette, settings: Settings) -> None:
     app.add_middleware(LoopbackHostOnly)
     pages.DEMO = True
     logger.warning(
-        "DEMO MODE: GitHub is replaced by a built-in stand-in at %s (pick a demo user there); "
-        "nothing is kept after the server stops. Do not use it for anything real.",
+        "DEMO MODE: GitHub is replaced by a built-in stand-in at %s (pick a demo user there); the store and its "
+        "key are temporary, in %s, removed at exit. Do not use it for anything real.",
         settings.github_url,
+        Path(settings.storage_url.removeprefix("sqlite:///")).parent,
     )
 
 
