@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -32,6 +33,40 @@ async def test_fresh_clone_demo_signs_in_and_calls_tools(tmp_path: Path) -> None
         assert "WARNING mcp_server: DEMO MODE" in first_line and "key are temporary" in first_line, first_line
         assert "keep that file safe" not in server.log()  # its throw-away key
     assert not _leftovers(tmp_path, server.log())
+
+
+async def test_every_html_url_in_demo_results_is_a_stand_in_page(tmp_path: Path) -> None:
+    """A client shows a result's links: each must open a page under /demo-github naming the thing."""
+    with running_server("", tmp_path, demo=True) as server:
+        async with McpUser(server, github_login="octocat") as user, user.connect() as client:
+            hello = {"owner": "octocat", "repo": "hello-world"}
+            results = [
+                await client.call_tool("get_user_profile", {}),
+                await client.call_tool("get_repository", hello),
+                await client.call_tool("get_issue", hello | {"number": 1}),
+                await client.call_tool("get_pull_request", hello | {"number": 2}),
+            ]
+        links = [link for result in results for link in _html_urls(result.structured_content)]
+        async with httpx2.AsyncClient(timeout=10) as http:
+            pages = {url: await http.get(url) for url, _ in links}
+    assert {name for _, name in links} == {"octocat", "octocat/hello-world", "Crash on start", "Add a feature"}
+    assert len(links) == 6  # the profile, the repository, the issue and its two comments, the pull request
+    for url, name in links:
+        page = pages[url]
+        assert url.startswith(f"http://127.0.0.1:{server.port}/demo-github/"), url
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), (url, page.text)
+        assert name in page.text and "stand-in" in page.text and "Demo mode" in page.text, (url, page.text)
+
+
+def _html_urls(result: Any, name: str = "") -> list[tuple[str, str]]:
+    """Every `html_url` in a tool result, with the login, full name or title of what it belongs to."""
+    if isinstance(result, list):
+        return [link for item in result for link in _html_urls(item, name)]
+    if not isinstance(result, dict):
+        return []
+    name = result.get("full_name") or result.get("title") or result.get("login") or name
+    here = [(str(result["html_url"]), name)] if result.get("html_url") else []
+    return here + [link for value in result.values() for link in _html_urls(value, name)]
 
 
 def _leftovers(cwd: Path, log: str) -> list[Path]:

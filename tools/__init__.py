@@ -20,6 +20,8 @@ output; keep text other people wrote in its own fields. A tool registered withou
     repos.py   list_my_repositories, get_repository, get_file_contents, search_repositories, star_repository
     issues.py  list_issues, get_issue, create_issue, add_issue_comment
     pulls.py   list_pull_requests, get_pull_request
+
+`core.py` holds what they share; `arguments.py` (no tools) turns a bad argument into one sentence.
 """
 
 from __future__ import annotations

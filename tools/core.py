@@ -1,7 +1,9 @@
 """What every tool module uses: the GitHub caller, the scope decorator, annotations, input types.
 
-Inputs are checked by these types before the tool runs, so bad input never reaches GitHub:
-the SDK answers with a tool error naming the field (a `limit` out of range is refused, not clamped).
+Inputs are checked by these types before the tool runs, so bad input never reaches GitHub: the
+caller gets one sentence naming the argument and the rule, e.g. "Invalid argument `limit`: must be
+at most 100." (tools/arguments.py; a `limit` out of range is refused, not clamped). A check of your
+own raises `ValueError("must be ...")`: its text becomes the rule.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ share one root, like a GitHub Enterprise Server whose ``/api/v3`` is mounted at 
 - ``api``: what every REST endpoint shares (token check, rate limits, headers, repo/issue lookup)
 - ``users``, ``repos``, ``issues``, ``pulls``, ``stars``: the REST endpoints, one subject each
 - ``rest``: ``RestApi``, those subjects composed
+- ``pages``: small HTML pages at the ``html_url`` of users, repositories, issues and pull requests
 - ``oauth``: authorize (with a user picker when nobody is signed in), token, token/grant deletion;
   ``GitHubStandIn`` and its route table
 """

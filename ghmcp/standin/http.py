@@ -164,6 +164,10 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 
 async def missing_endpoint(request: Request, exc: Exception) -> Response:
+    return not_served(request)
+
+
+def not_served(request: Request) -> Response:
     """A path this stand-in has no route for. GitHub may well have it: answering GitHub's 404 would
     make a new tool say "not found, or no access". A 501 says what is missing and where to add it."""
     path = request.url.path.removeprefix(request.scope.get("root_path", ""))

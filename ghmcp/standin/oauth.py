@@ -35,12 +35,13 @@ from ghmcp.standin.model import (
     redirect_uri_allowed,
     with_query,
 )
+from ghmcp.standin.pages import WebPages
 from ghmcp.standin.rest import RestApi
 from ghmcp.standin.state import record
 
 
-class GitHubStandIn(RestApi):
-    """One github.com with a single registered OAuth App (or GitHub App, ``expiring_tokens``)."""
+class GitHubStandIn(RestApi, WebPages):
+    """One github.com with a single registered OAuth App (or GitHub App, ``expiring_tokens``), and its pages."""
 
     def _build_app(self) -> Starlette:
         routes = [
@@ -78,6 +79,11 @@ class GitHubStandIn(RestApi):
                 self._delete_token_endpoint,
                 methods=["DELETE"],
             ),
+            # The html_url pages (pages.py): last, so that no REST path is taken for one.
+            Route("/{owner}", self._user_page, methods=["GET"]),
+            Route("/{owner}/{repo}", self._repo_page, methods=["GET"]),
+            Route("/{owner}/{repo}/issues/{number}", self._issue_page, methods=["GET"]),
+            Route("/{owner}/{repo}/pull/{number}", self._issue_page, methods=["GET"]),
         ]
         # A wrong method gets GitHub's JSON 404; a path not served here says so (http.missing_endpoint).
         return Starlette(routes=routes, exception_handlers={404: missing_endpoint, 405: not_found})

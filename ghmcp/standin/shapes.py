@@ -1,7 +1,8 @@
 """The JSON GitHub answers for users, orgs, repositories, issues, pull requests and comments.
 
 Plain functions of the request (for absolute URLs) and the model, so every subject's endpoints
-render a resource the same way without reaching into one another.
+render a resource the same way without reaching into one another. The ``*_page`` URLs are the
+``html_url`` values, which ``pages.py`` serves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ from ghmcp.standin.http import base_url
 from ghmcp.standin.model import Comment, Issue, Repo, User, node_id
 
 
+def user_page(base: str, user: User) -> str:
+    return f"{base}/{user.login}"
+
+
+def repo_page(base: str, owner: User, repo: Repo) -> str:
+    return f"{base}/{owner.login}/{repo.name}"
+
+
+def issue_page(base: str, owner: User, repo: Repo, issue: Issue) -> str:
+    """GitHub's page of an issue, or of a pull request (``/pull/``), which the issues API reports too."""
+    return f"{repo_page(base, owner, repo)}/{'issues' if issue.files is None else 'pull'}/{issue.number}"
+
+
 def user_json(request: Request, user: User, *, full: bool) -> dict[str, object]:
     """``full`` is ``GET /user``'s profile; without it, the short form nested in other resources."""
     base = base_url(request)
@@ -24,7 +38,7 @@ def user_json(request: Request, user: User, *, full: bool) -> dict[str, object]:
         "avatar_url": f"https://avatars.githubusercontent.com/u/{user.id}?v=4",
         "gravatar_id": "",
         "url": f"{base}/users/{user.login}",
-        "html_url": f"{base}/{user.login}",
+        "html_url": user_page(base, user),
         "type": "User",
         "site_admin": False,
     }
@@ -73,7 +87,7 @@ def repo_json(request: Request, owner: User, r: Repo) -> dict[str, object]:
         "owner": user_json(request, owner, full=False),
         "private": r.private,
         "visibility": "private" if r.private else "public",
-        "html_url": f"{base}/{owner.login}/{r.name}",
+        "html_url": repo_page(base, owner, r),
         "description": r.description,
         "fork": False,
         "url": f"{base}/repos/{owner.login}/{r.name}",
@@ -102,7 +116,7 @@ def issue_json(request: Request, owner: User, repo: Repo, issue: Issue, author: 
         "user": user_json(request, author, full=False) if author else None,
         "labels": [{"name": name, "color": "ededed"} for name in issue.labels],
         "comments": len(issue.comments),
-        "html_url": f"{base}/{owner.login}/{repo.name}/issues/{issue.number}",
+        "html_url": issue_page(base, owner, repo, issue),
         "created_at": issue.created_at,
         "updated_at": issue.created_at,
     }
@@ -133,6 +147,6 @@ def comment_json(
         "id": comment.id,
         "body": comment.body,
         "user": user_json(request, author, full=False) if author else None,
-        "html_url": f"{base}/{owner.login}/{repo.name}/issues/{issue.number}#issuecomment-{comment.id}",
+        "html_url": f"{issue_page(base, owner, repo, issue)}#issuecomment-{comment.id}",
         "created_at": comment.created_at,
     }

@@ -32,6 +32,7 @@ from ghmcp.web.ratelimit import RateLimit, counters_for
 from ghmcp.web.routes import server_routes
 from github_provider import GitHubOAuthProvider
 from tools import register_tools
+from tools.arguments import ArgumentErrors
 
 logger = logging.getLogger("mcp_server")
 
@@ -112,6 +113,7 @@ def build_app(settings: Settings) -> Starlette:
     request_state = RequestStateSecurity(keys=provider.keyring.request_state_keys())
     mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth, request_state_security=request_state)
     mcp.middleware.append(ScopeCheck(mcp))  # the one scope decision, on what the SDK decoded
+    mcp.middleware.append(ArgumentErrors(mcp))  # one sentence per bad argument, inside the scope check
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     register_tools(mcp, provider)
     require_declared_scopes(mcp)
