@@ -65,10 +65,14 @@ class GitHubLogin:
         return self._authorize_url(state, scopes), state
 
     def _authorize_url(self, state: str, scopes: list[str]) -> str:
-        verifier = self.keyring.derive_secret("github-pkce", state)  # derived from the state: nothing to store
+        challenge = s256(self._verifier(state))
         return self.github.authorize_url(
-            redirect_uri=self.settings.callback_url, state=state, scopes=scopes, code_challenge=s256(verifier)
+            redirect_uri=self.settings.callback_url, state=state, scopes=scopes, code_challenge=challenge
         )
+
+    def _verifier(self, state: str) -> str:
+        """PKCE verifier toward GitHub, derived from the secret state so it need not be stored."""
+        return self.keyring.derive_secret("github-pkce", state)
 
     async def take(self, state: str) -> PendingAuthorization | AccountLogin | None:
         """Consume the pending sign-in a GitHub callback names (single use)."""
@@ -161,5 +165,6 @@ class GitHubLogin:
         return f"github:{github_id}", login
 
     async def _exchange(self, state: str, code: str) -> GitHubTokens:
-        verifier = self.keyring.derive_secret("github-pkce", state)
-        return await self.github.exchange_code(code, redirect_uri=self.settings.callback_url, code_verifier=verifier)
+        return await self.github.exchange_code(
+            code, redirect_uri=self.settings.callback_url, code_verifier=self._verifier(state)
+        )
