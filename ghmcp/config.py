@@ -7,6 +7,7 @@ newcomer never has to read a pydantic traceback.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -61,6 +62,11 @@ class Settings(BaseSettings):
         "directory, `sqlite:////var/lib/mcp/mcp.sqlite3` (four) is absolute; the resolved path is logged at start. "
         "Redis 7+ for replicas: `redis://HOST:PORT/DB`, `rediss://:PASSWORD@HOST:PORT/DB` (TLS)",
         json_schema_extra=COMMON,
+    )
+    redis_ca_file: str = Field(
+        default="",
+        description="PEM file of the CA that signed the Redis server's certificate, for a `rediss://` store whose "
+        "CA is not among the system's (a private CA); empty uses the system's CAs",
     )
     secret_key: SecretStr | None = Field(
         default=None,
@@ -227,6 +233,19 @@ class Settings(BaseSettings):
                 "MCP_CIMD_ALLOW_HTTP_LOOPBACK is for local development only: "
                 "unset it, or serve on localhost only (MCP_HOST or --host, and MCP_SERVER_URL)"
             )
+        return self
+
+    @field_validator("redis_ca_file")
+    @classmethod
+    def _readable_file(cls, value: str) -> str:
+        if value and not os.access(value, os.R_OK):
+            raise ValueError("a readable PEM file")
+        return value
+
+    @model_validator(mode="after")
+    def _ca_file_for_tls(self) -> Settings:
+        if self.redis_ca_file and not self.storage_url.startswith("rediss://"):
+            raise ValueError("MCP_REDIS_CA_FILE is for a TLS store: unset it, or use a rediss:// MCP_STORAGE_URL")
         return self
 
     @model_validator(mode="after")

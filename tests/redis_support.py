@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.redis_tls_support import SERVER_NAME, TlsFiles
 from tests.support import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -32,22 +33,38 @@ def require_redis() -> None:
 
 @dataclass
 class RedisServer:
+    """With `tls`, it serves TLS only (no plain port), on `localhost`, the one name in its certificate."""
+
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    tls: TlsFiles | None = None
 
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"rediss://{SERVER_NAME}:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        if self.tls:
+            return redis.Redis(
+                host=SERVER_NAME, port=self.port, socket_timeout=5, ssl=True, ssl_ca_certs=str(self.tls.ca_cert)
+            )
+        return redis.Redis(port=self.port, socket_timeout=5)
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = (self.directory / "redis.log").open("ab")
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            listen += ["--tls-cert-file", str(self.tls.server_cert), "--tls-key-file", str(self.tls.server_key)]
+            listen += ["--tls-ca-cert-file", str(self.tls.ca_cert)]
         self.process = subprocess.Popen(
             [
                 REDIS_SERVER,
-                "--port",
-                str(self.port),
+                *listen,
                 "--dir",
                 str(self.directory),
                 "--save",
@@ -60,7 +77,7 @@ class RedisServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = self.client()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(redis.ConnectionError):
@@ -83,14 +100,14 @@ class RedisServer:
             self.process.wait(timeout=5)
 
     def flush(self) -> None:
-        with redis.Redis(port=self.port, socket_timeout=5) as client:
+        with self.client() as client:
             client.flushall()
 
 
 @contextlib.contextmanager
-def running_redis(directory: Path) -> Iterator[RedisServer]:
+def running_redis(directory: Path, tls: TlsFiles | None = None) -> Iterator[RedisServer]:
     require_redis()
-    server = RedisServer(directory)
+    server = RedisServer(directory, tls=tls)
     server.start()
     try:
         yield server

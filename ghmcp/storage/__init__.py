@@ -265,9 +265,9 @@ class StorageURLError(ValueError):
     """MCP_STORAGE_URL names no store this server can open."""
 
 
-def open_storage(url: str, *, unused_client_seconds: int, idle_client_seconds: int) -> Storage:
+def open_storage(url: str, *, unused_client_seconds: int, idle_client_seconds: int, redis_ca_file: str = "") -> Storage:
     """The store named by `url`. The client lifetimes are for stores that expire clients by themselves
-    (Redis TTLs) rather than in `sweep`."""
+    (Redis TTLs) rather than in `sweep`; the CA file verifies a `rediss://` server."""
     from ghmcp.storage.sqlite import SQLiteStorage, sqlite_path
 
     if url.startswith(("redis://", "rediss://")):
@@ -275,7 +275,10 @@ def open_storage(url: str, *, unused_client_seconds: int, idle_client_seconds: i
 
         try:
             return RedisStorage(
-                url, unused_client_seconds=unused_client_seconds, idle_client_seconds=idle_client_seconds
+                url,
+                unused_client_seconds=unused_client_seconds,
+                idle_client_seconds=idle_client_seconds,
+                ca_file=redis_ca_file,
             )
         except ValueError:  # the message could quote the URL, and with it a password
             raise StorageURLError("MCP_STORAGE_URL is not a valid Redis URL: redis://HOST:PORT/DB.") from None

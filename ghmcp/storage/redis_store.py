@@ -31,6 +31,7 @@ from ghmcp.storage import (
     lua,
     raise_unavailable,
 )
+from ghmcp.storage.redis_pool import open_pool
 from ghmcp.storage.redis_records import (
     family_from,
     grant_from,
@@ -42,18 +43,15 @@ from ghmcp.storage.redis_records import (
 )
 
 PREFIX = "mcp:"
-TIMEOUT_SECONDS = 5
 
 
 class RedisStorage:
     """`Storage` on Redis. Redis has no sweep for clients, so the client lifetimes come with the store:
     a new client lives `unused_client_seconds`, and each use extends it to `idle_client_seconds`."""
 
-    def __init__(self, url: str, *, unused_client_seconds: int, idle_client_seconds: int) -> None:
-        # One pool per process: the rate limiter shares it (app.py).
-        self.pool = aioredis.ConnectionPool.from_url(
-            url, decode_responses=True, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
-        )
+    def __init__(self, url: str, *, unused_client_seconds: int, idle_client_seconds: int, ca_file: str = "") -> None:
+        # One pool per process: the rate limiter shares it (ratelimit.py). It resends nothing (redis_pool.py).
+        self.pool = open_pool(url, ca_file=ca_file or None)
         self.redis = aioredis.Redis(connection_pool=self.pool)
         self.unused_client_seconds = unused_client_seconds
         self.idle_client_seconds = idle_client_seconds
@@ -61,6 +59,8 @@ class RedisStorage:
         self._scripts = {name: self.redis.register_script(lua.PRELUDE + text) for name, text in scripts.items()}
 
     async def _run(self, script: str, *args: Any) -> Any:
+        """Run a script once: a lost reply is StoreUnavailable, never a second run (see redis_pool.py).
+        redis-py's one automatic rerun is after a NOSCRIPT answer, which means the script did not run."""
         return await self._scripts[script](args=[PREFIX, *args])
 
     async def ping(self) -> None:

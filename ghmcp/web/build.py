@@ -22,6 +22,7 @@ from ghmcp.auth.keys import Keyring, load_or_create_secret_key
 from ghmcp.auth.scopes import DEFAULT_SCOPES, SCOPES, ScopeCheck, require_declared_scopes
 from ghmcp.config import ConfigError, Settings
 from ghmcp.storage import StorageURLError, StoreUnavailable, open_storage
+from ghmcp.storage.redis_pool import tls_refusal
 from ghmcp.storage.sqlite import sqlite_path
 from ghmcp.upstream.api import GitHubClient, new_http_client
 from ghmcp.web import demo
@@ -44,6 +45,7 @@ def build_provider(settings: Settings) -> GitHubOAuthProvider:
             settings.storage_url,
             unused_client_seconds=settings.unused_client_seconds,
             idle_client_seconds=settings.idle_client_seconds,
+            redis_ca_file=settings.redis_ca_file,
         )
     except StorageURLError as exc:
         raise ConfigError(str(exc)) from None
@@ -75,9 +77,9 @@ async def check_startup(settings: Settings) -> None:
         checks = provider.keyring.check_values()
         try:
             stored = await provider.storage.key_check()
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             raise ConfigError(
-                "MCP_STORAGE_URL names a store that cannot be reached: start it, or fix the URL."
+                tls_refusal(exc) or "MCP_STORAGE_URL names a store that cannot be reached: start it, or fix the URL."
             ) from None
         if stored is not None and stored not in checks:
             raise ConfigError(
