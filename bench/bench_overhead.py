@@ -50,7 +50,7 @@ driving both ASGI apps directly: about 19 µs of CPU per `ping`, 30 µs per `too
   for uvicorn to read and parse.
 
 Run: uv run python bench/bench_overhead.py            (about 6 minutes; --quick for a smoke run)
-     uv run python bench/bench_overhead.py --storage-url sqlite --storage-url redis://127.0.0.1:6379/0
+     uv run python bench/bench_overhead.py --storage-url sqlite --storage-url redis   (starts its own redis-server)
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ from mcp.server.mcpserver import MCPServer  # noqa: E402
 
 from ghmcp.upstream.api import GitHubClient, new_http_client  # noqa: E402
 from tests.fake_github import FakeGitHub, running_fake_github  # noqa: E402
+from tests.redis_support import running_redis  # noqa: E402
 from tests.support import ServerProcess, free_port, sign_in_tokens  # noqa: E402
 from tools.users import UserProfile  # noqa: E402  (the same result model: the same serialisation work)
 
@@ -530,7 +531,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--storage-url",
         action="append",
-        help="MCP_STORAGE_URL for this server; repeat to compare stores side by side (default: SQLite in a temp dir)",
+        help="MCP_STORAGE_URL for this server, or `redis` for a redis-server the bench starts on a free port; "
+        "repeat to compare stores side by side (default: SQLite in a temp dir)",
     )
     parser.add_argument(
         "--sdk-auth-floor",
@@ -550,6 +552,11 @@ def main(argv: list[str]) -> int:
             if args.sdk_auth_floor:
                 targets.append(stack.enter_context(plain_server(fake, Path(tmp), sdk_auth=True)))
             for i, url in enumerate(args.storage_url or ["sqlite"]):
+                if url == "redis":  # a redis-server of the bench's own, on the callers' CPU like the fake GitHub
+                    redis_server = stack.enter_context(running_redis(Path(tmp) / f"redis{i}"))
+                    assert redis_server.process is not None
+                    pin(redis_server.process.pid, 1)
+                    url = redis_server.url
                 targets.append(stack.enter_context(this_server(fake, url, Path(tmp) / f"server{i}")))
             results = {m: run_rounds(targets, m, rounds, seconds, warmup, m) for m in ("tools/call", "ping")}
             fake.command("count")  # empties the stand-in's request log
