@@ -8,10 +8,13 @@ The real stand-in is made to fail (ghmcp/standin/faults.py); the server runs as 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from html import unescape
 from typing import Any, Literal
 
 import anyio
+import httpx2
 import pytest
 
 from ghmcp.standin import Fault
@@ -21,9 +24,15 @@ from tests.support import (
     ALL_TOOL_SCOPES,
     ManualClient,
     ServerProcess,
+    authorize_request,
     bearer_client,
+    open_consent,
+    query,
+    register_client,
     sign_in_tokens,
+    submit_consent,
     table_rows,
+    through_github,
     tool_error,
 )
 
@@ -154,3 +163,21 @@ async def test_an_outage_during_sign_in_reaches_the_client_and_nothing_is_stored
     github.fail(None)
     again = await sign_in_tokens(quick, client=client)
     assert again.tokens["access_token"]
+
+
+async def test_an_app_link_client_is_told_the_sign_in_did_not_complete(
+    quick: ServerProcess, github: FakeGitHub, http: httpx2.AsyncClient
+) -> None:
+    """An app-link redirect URI gets a page that hands the answer over; it must not say "signed in"."""
+    app_link = "cursor://anysphere.cursor-mcp/oauth/callback"
+    client_id = await register_client(http, quick.url, [app_link], "Cursor")
+    consent = await open_consent(http, authorize_request(quick.url, client_id, app_link, state="s1"))
+    to_github = await submit_consent(http, consent, "approve")
+    github.fail(Fault("502", prefix="/login/oauth/access_token"))
+
+    page = await through_github(http, to_github.headers["location"])
+
+    assert page.status_code == 200 and "Sign-in did not complete" in page.text and "signed in" not in page.text
+    (link,) = re.findall(r'<a class="button" href="([^"]+)">Open Cursor</a>', page.text)
+    answer = query(unescape(link))
+    assert link.startswith(app_link) and answer["error"] == "temporarily_unavailable" and answer["state"] == "s1"
