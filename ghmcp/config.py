@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Per-process cache of GitHub answers for ETag revalidation; `0` is off",
     )
+    github_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=25,  # below upstream.grants.REFRESH_LEASE_SECONDS, so a refresh ends before its lease does
+        description="The most one request to GitHub may take, its one retry included; past it the tool or "
+        "sign-in says GitHub did not answer",
+    )
     audit_log: str = Field(
         default="", description="`stdout` or a file path: one JSON line per security event; empty is off"
     )

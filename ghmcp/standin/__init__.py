@@ -12,6 +12,7 @@ share one root, like a GitHub Enterprise Server whose ``/api/v3`` is mounted at 
 
 - ``model``: accounts, repositories, tokens, deterministic demo data, GitHub's redirect rule
 - ``state``: state, test knobs, minting and killing tokens
+- ``faults``: GitHub slow, answering 502 or dropping connections, switched on by ``fail``
 - ``http``: GitHub's HTTP conventions (error bodies, token-endpoint encodings, paging, ETags)
 - ``shapes``: the JSON of users, orgs, repositories, issues, pull requests, comments
 - ``api``: what every REST endpoint shares (token check, rate limits, headers, repo/issue lookup)
@@ -22,6 +23,7 @@ share one root, like a GitHub Enterprise Server whose ``/api/v3`` is mounted at 
   ``GitHubStandIn`` and its route table
 """
 
+from ghmcp.standin.faults import Fault
 from ghmcp.standin.model import (
     Comment,
     Issue,
@@ -36,6 +38,7 @@ from ghmcp.standin.oauth import GitHubStandIn
 
 __all__ = [
     "Comment",
+    "Fault",
     "GitHubStandIn",
     "Issue",
     "Repo",

@@ -1,4 +1,4 @@
-"""The stand-in's state and the knobs tests turn (sign-in, clock, expiry, failures, counters).
+"""The stand-in's state and the knobs tests turn (sign-in, clock, expiry, failures, faults, counters).
 
 The app may run in a uvicorn thread while a test thread mutates the state, so every
 read-modify-write happens under ``_lock``.
@@ -15,6 +15,7 @@ from typing import TypeVar
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ghmcp.standin.faults import Fault, act_out
 from ghmcp.standin.model import (
     ACCESS_TOKEN_TTL,
     MAX_TOKENS_PER_GRANT,
@@ -55,6 +56,10 @@ class _RequestLogger:
                 record(self._fake.requests, (str(scope["method"]), str(scope["path"])))
             if self._fake.latency_seconds:
                 await asyncio.sleep(self._fake.latency_seconds)  # a distant GitHub, for benchmarks
+            fault = self._fake.fault
+            if fault is not None and fault.hit(str(scope["path"])):
+                if await act_out(fault, lambda: self._fake.fault is fault, scope, receive, send):
+                    return
         await self._app(scope, receive, send)
 
 
@@ -86,6 +91,7 @@ class StandInState:
         self.refuse_refresh = False
         self.fail_revocations = False
         self.latency_seconds = 0.0
+        self.fault: Fault | None = None  # see `fail`
         self.requests: list[tuple[str, str]] = []
         self.not_modified: list[tuple[str, str]] = []  # (method, path) answered 304
         self.secondary_limit_next = 0  # > 0: the next REST request gets a secondary limit with this retry-after
@@ -108,6 +114,7 @@ class StandInState:
             self.users.clear()
             self.current_login = None
             self.deny_next = self.refuse_refresh = self.fail_revocations = False
+            self.fault = None
             self.requests.clear()
             self.not_modified.clear()
             self.secondary_limit_next = 0
@@ -142,6 +149,10 @@ class StandInState:
         with self._lock:
             self.users[login.lower()] = user
         return user
+
+    def fail(self, fault: Fault | None) -> None:
+        """Make GitHub slow, 502 or drop connections from now on (faults.py); `None` heals it."""
+        self.fault = fault
 
     def sign_in(self, login: str | None) -> None:
         """Set who the fake browser session belongs to (``None`` signs out)."""

@@ -7,71 +7,50 @@ per call costs tens of milliseconds of CPU.
 REST calls are polite: each user's GET answers are kept in a bounded cache and revalidated with
 `If-None-Match`/`If-Modified-Since` (GitHub does not count a 304 against the rate limit), and
 after a rate-limit answer nothing is sent for that user until GitHub's reset time.
+
+Every request goes out through `sending.request`: a bounded total time, and one retry for a safe
+read only. The answers are read in `answers.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx2
 
+from ghmcp.upstream import sending
+from ghmcp.upstream.answers import Answer, GitHubTokens, number, raise_for_status, tokens_from
 from ghmcp.upstream.cache import Cached, RateLimitGate, ResponseCache
 from ghmcp.upstream.errors import (
     GitHubError,
     GitHubForbidden,
     GitHubInvalidInput,
     GitHubNotFound,
-    GitHubOAuthError,
     GitHubRateLimited,
     GitHubUnauthorized,
-    GitHubUnsupported,
-    error_message,
 )
 
+# Per phase; the whole call is bounded by GitHubClient's `timeout_seconds` (sending.py).
 TIMEOUT = httpx2.Timeout(10.0, connect=5.0)
+# One connection per request in flight (HTTP/1.1). Every call ends within its time budget, so a
+# slow GitHub holds a connection for at most that long; a fast call waits for the pool only when
+# more than `max_connections` calls are in flight at once. 200 stays well under a process's usual
+# 1024 open files, which incoming connections share; 50 idle ones are kept warm for bursts.
+LIMITS = httpx2.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30.0)
+DEFAULT_BUDGET_SECONDS = 10.0
 API_VERSION = "2022-11-28"
 MAX_PAGES = 10
 NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
-@dataclass(frozen=True)
-class Answer:
-    data: Any
-    link: str | None
-
-    @classmethod
-    def of(cls, entry: Cached) -> Answer:
-        try:
-            return cls(json.loads(entry.body) if entry.body else None, entry.link)
-        except ValueError:
-            raise GitHubError("GitHub answered something that is not JSON") from None
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-@dataclass
-class GitHubTokens:
-    access_token: str
-    scopes: str
-    expires_at: float | None = None  # GitHub App user tokens expire; OAuth App tokens do not
-    refresh_token: str | None = None
-    refresh_expires_at: float | None = None
-
-
 def new_http_client() -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(timeout=TIMEOUT, headers={"User-Agent": "github-mcp-server-template"})
+    """The one client every GitHub request of this process shares (see LIMITS)."""
+    return httpx2.AsyncClient(timeout=TIMEOUT, limits=LIMITS, headers={"User-Agent": "github-mcp-server-template"})
 
 
 class GitHubClient:
@@ -84,8 +63,10 @@ class GitHubClient:
         client_secret: str,
         *,
         cache_bytes: int = 32 * 1024 * 1024,
+        timeout_seconds: float = DEFAULT_BUDGET_SECONDS,
     ) -> None:
         self.http = http
+        self.timeout_seconds = timeout_seconds
         self.cache = ResponseCache(cache_bytes)
         self.limits = RateLimitGate()
         self.github_url = github_url
@@ -113,30 +94,11 @@ class GitHubClient:
 
     async def _token_request(self, form: dict[str, str]) -> GitHubTokens:
         body = {"client_id": self.client_id, "client_secret": self._client_secret, **form}
-        try:
-            response = await self.http.post(
-                f"{self.github_url}/login/oauth/access_token", data=body, headers={"Accept": "application/json"}
-            )
-            data = response.json()
-        except httpx2.HTTPError as exc:
-            raise GitHubError(f"GitHub is unreachable ({type(exc).__name__})") from None
-        except ValueError:
-            raise GitHubError("GitHub answered something that is not JSON") from None
-        if response.status_code >= 400 or not isinstance(data, dict):
-            raise GitHubError(f"GitHub answered HTTP {response.status_code}")
-        # GitHub reports token-endpoint failures as HTTP 200 with an "error" member.
-        if "error" in data or not isinstance(data.get("access_token"), str):
-            raise GitHubOAuthError(str(data.get("error", "no access_token in answer")))
-        now = time.time()
-        expires_in = data.get("expires_in")
-        refresh_in = data.get("refresh_token_expires_in")
-        return GitHubTokens(
-            access_token=data["access_token"],
-            scopes=str(data.get("scope", "")),
-            expires_at=now + float(expires_in) if expires_in else None,
-            refresh_token=data.get("refresh_token") or None,
-            refresh_expires_at=now + float(refresh_in) if refresh_in else None,
+        # Sent once, whatever happens: the code and the refresh token are single use (sending.py).
+        response = await self._send(
+            "POST", f"{self.github_url}/login/oauth/access_token", data=body, headers={"Accept": "application/json"}
         )
+        return tokens_from(response)
 
     async def get_user(self, token: str) -> dict[str, Any]:
         data = await self.get(token, ("user",))
@@ -232,16 +194,13 @@ class GitHubClient:
         cached = self.cache.get(key) if method == "GET" else None
         if cached is not None:
             headers.update(cached.validators())
-        try:
-            response = await self.http.request(method, url, headers=headers, json=body)
-        except httpx2.HTTPError as exc:
-            raise GitHubError(f"GitHub is unreachable ({type(exc).__name__})") from None
+        response = await self._send(method, url, headers=headers, json=body)
         if response.headers.get("x-ratelimit-remaining") == "0":
             # The last unit is spent (or was already): nothing more leaves for this user before the reset.
-            self.limits.block(who, _number(response.headers.get("x-ratelimit-reset")) or time.time() + 60)
+            self.limits.block(who, number(response.headers.get("x-ratelimit-reset")) or time.time() + 60)
         if response.status_code == 304 and cached is not None:
             return Answer.of(cached)  # GitHub does not count a 304 against the rate limit
-        self._raise_for_status(response, who)
+        raise_for_status(response, who, self.limits)
         entry = Cached(
             response.content,
             response.headers.get("link"),
@@ -251,31 +210,6 @@ class GitHubClient:
         if method == "GET" and (entry.etag or entry.last_modified):
             self.cache.put(key, entry)
         return Answer.of(entry)
-
-    def _raise_for_status(self, response: httpx2.Response, who: str) -> None:
-        status = response.status_code
-        if status < 400:
-            return
-        message = error_message(response)
-        if status == 401:
-            raise GitHubUnauthorized("GitHub no longer accepts this sign-in")
-        reset = self.limits.blocked_until(who)
-        if status in (403, 429) and response.headers.get("x-ratelimit-remaining") == "0" and reset:
-            raise GitHubRateLimited(reset)
-        if status in (403, 429) and response.headers.get("retry-after"):
-            wait = _number(response.headers.get("retry-after")) or 60
-            self.limits.block(who, time.time() + wait)
-            raise GitHubRateLimited(time.time() + wait, secondary=True)
-        if status == 403:
-            accepted = response.headers.get("x-accepted-oauth-scopes", "")
-            raise GitHubForbidden(message, tuple(s.strip() for s in accepted.split(",") if s.strip()))
-        if status == 404:
-            raise GitHubNotFound("Not found, or you have no access")
-        if status == 422:
-            raise GitHubInvalidInput(f"GitHub refused the input: {message}")
-        if status == 501:
-            raise GitHubUnsupported(message)
-        raise GitHubError(f"GitHub answered HTTP {status}")
 
     async def revoke(self, token: str) -> bool:
         """Delete this one token at GitHub. Best effort: False on failure."""
@@ -288,13 +222,16 @@ class GitHubClient:
 
     async def _app_delete(self, what: str, token: str) -> bool:
         try:
-            response = await self.http.request(
+            response = await self._send(
                 "DELETE",
                 f"{self.api_url}/applications/{self.client_id}/{what}",
                 auth=(self.client_id, self._client_secret),
                 json={"access_token": token},
                 headers={"Accept": "application/vnd.github+json"},
             )
-        except httpx2.HTTPError:
+        except GitHubError:
             return False
         return response.status_code in (204, 404)
+
+    async def _send(self, method: str, url: str, **options: Any) -> httpx2.Response:
+        return await sending.request(self.http, method, url, budget=self.timeout_seconds, **options)

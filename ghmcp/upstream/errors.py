@@ -11,6 +11,11 @@ class GitHubError(Exception):
     """GitHub could not be reached or answered something unusable."""
 
 
+class GitHubUnavailable(GitHubError):
+    """GitHub did not answer in time, answered 5xx, or dropped the connection: an outage that
+    passes, so the same request started again later will likely work."""
+
+
 class GitHubUnauthorized(GitHubError):
     """GitHub refused the token (HTTP 401): it was revoked, or it expired."""
 

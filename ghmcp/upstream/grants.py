@@ -25,7 +25,7 @@ from ghmcp.upstream.errors import GitHubError, GitHubOAuthError
 
 logger = logging.getLogger(__name__)
 
-REFRESH_LEASE_SECONDS = 30.0  # longer than a GitHub call may take (upstream.api.TIMEOUT)
+REFRESH_LEASE_SECONDS = 30.0  # longer than a GitHub call may take (MCP_GITHUB_TIMEOUT_SECONDS, at most 25)
 REFRESH_WAIT_SECONDS = 35.0
 
 

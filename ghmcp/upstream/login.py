@@ -19,8 +19,9 @@ from ghmcp.auth.scopes import github_scopes
 from ghmcp.config import Settings
 from ghmcp.storage import Grant, PendingLimits, Storage, new_id
 from ghmcp.upstream.admission import Admission
-from ghmcp.upstream.api import GitHubClient, GitHubTokens
-from ghmcp.upstream.errors import GitHubError
+from ghmcp.upstream.answers import GitHubTokens
+from ghmcp.upstream.api import GitHubClient
+from ghmcp.upstream.errors import GitHubError, GitHubUnavailable
 from ghmcp.upstream.grants import GitHubGrants
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,21 @@ class SignedIn:
     def __init__(self, subject: str, grant_id: str) -> None:
         self.subject = subject
         self.grant_id = grant_id
+
+
+def _failed(pending: PendingAuthorization, exc: GitHubError) -> LoginOutcome:
+    """Where the client learns its sign-in failed at GitHub (RFC 6749 §4.1.2.1).
+
+    An outage (no answer in time, 5xx, dropped connection) is `temporarily_unavailable`: it passes,
+    and the same sign-in started again will likely work. Anything else GitHub answered (a refused
+    code, an unusable /user) is `server_error`: trying again would not help. The pending sign-in
+    was consumed at the callback either way: GitHub's code is single use and may already have been
+    redeemed when its answer was lost, so the client starts afresh at /authorize.
+    """
+    if isinstance(exc, GitHubUnavailable):
+        description = "GitHub is not answering right now; try signing in again in a moment"
+        return LoginOutcome(pending.redirect(error="temporarily_unavailable", error_description=description))
+    return LoginOutcome(pending.redirect(error="server_error", error_description="GitHub sign-in failed"))
 
 
 class GitHubLogin:
@@ -85,12 +101,11 @@ class GitHubLogin:
 
     async def complete(self, pending: PendingAuthorization, state: str, code: str) -> SignedIn | LoginOutcome:
         """Exchange GitHub's code, admit the user, and record their grant (or where the browser goes instead)."""
-        failed = LoginOutcome(pending.redirect(error="server_error", error_description="GitHub sign-in failed"))
         try:
             tokens = await self._exchange(state, code)
         except GitHubError as exc:
             logger.warning("GitHub sign-in failed: %s", exc)
-            return failed
+            return _failed(pending, exc)
         try:
             github_id, login = await self.github.identity(tokens.access_token)
             admitted_via = await self.admission.at_sign_in(login, github_id, tokens.access_token)
@@ -98,7 +113,7 @@ class GitHubLogin:
             # Fail closed: nothing is stored, and the fresh GitHub token is not left behind.
             logger.warning("GitHub sign-in failed: the user or their membership could not be checked (%s)", exc)
             await self.github.revoke(tokens.access_token)
-            return failed
+            return _failed(pending, exc)
         if admitted_via is None:
             audit.event("admission_refused", login=login, github_id=github_id, client_id=pending.client_id)
             await self.github.revoke(tokens.access_token)  # nothing is kept for a refused user

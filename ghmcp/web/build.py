@@ -56,6 +56,7 @@ def build_provider(settings: Settings) -> GitHubOAuthProvider:
         settings.github_client_id,
         settings.github_client_secret.get_secret_value(),
         cache_bytes=settings.github_cache_bytes,
+        timeout_seconds=settings.github_timeout_seconds,
     )
     return GitHubOAuthProvider(settings, storage, Keyring(key_ring(settings)), github)
 

@@ -77,11 +77,15 @@ class GitHubCallback:
             elif urlsplit(outcome.redirect_to).scheme in ("http", "https"):
                 response = RedirectResponse(outcome.redirect_to, status_code=302)
             else:
+                # A native app's own scheme: a page hands over the answer, which may be an error.
+                failed = "error" in dict(parse_qsl(urlsplit(outcome.redirect_to).query))
                 response = pages.render(
                     "message.html",
                     app_name=self.settings.app_name,
-                    title="Signed in",
-                    message=f"You are signed in. {pending.client_name} takes it from here; you can close this tab.",
+                    title="Sign-in did not complete" if failed else "Signed in",
+                    message=f"GitHub could not complete the sign-in. {pending.client_name} can try again."
+                    if failed
+                    else f"You are signed in. {pending.client_name} takes it from here; you can close this tab.",
                     link=outcome.redirect_to,
                     link_text=f"Open {pending.client_name}",
                     refresh_to=outcome.redirect_to,
