@@ -70,8 +70,10 @@ class GitHubTokens:
     refresh_expires_at: float | None = None
 
 
-def new_http_client() -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(timeout=TIMEOUT, headers={"User-Agent": "github-mcp-server-template"})
+def new_http_client(transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
+        timeout=TIMEOUT, headers={"User-Agent": "github-mcp-server-template"}, transport=transport
+    )
 
 
 class GitHubClient:
