@@ -102,10 +102,12 @@ def running_prometheus(directory: Path, target: str) -> Iterator[Prometheus]:
 
 
 class OtlpReceiver:
-    """An OTLP/HTTP trace receiver: keeps every export's raw bytes and its decoded spans."""
+    """An OTLP/HTTP trace receiver: keeps every export's raw bytes (unless `keep` is False: a benchmark's
+    sink, which only counts them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
         self.bodies: list[bytes] = []
+        self.received = 0
         self.lock = threading.Lock()
         receiver = self
 
@@ -113,7 +115,9 @@ class OtlpReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
-                    receiver.bodies.append(body)
+                    receiver.received += 1
+                    if keep:
+                        receiver.bodies.append(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.end_headers()

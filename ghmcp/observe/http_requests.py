@@ -8,11 +8,12 @@ the path itself (client-chosen) are never recorded: only the template of the rou
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 
 from opentelemetry.propagate import extract
-from opentelemetry.trace import SpanKind, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,36 +67,32 @@ class ObservedRequests:
 
         started = time.perf_counter()
         try:
-            if self.tracer is None:
-                await self.app(scope, receive, record)
-            else:
-                await self._traced(scope, receive, record, route, method, status)
+            with self._span(scope, route, method) as span:
+                try:
+                    await self.app(scope, receive, record)
+                finally:
+                    if span is not None:
+                        span.set_attribute("http.response.status_code", status[0])
+                        if status[0] >= 500 or not status[0]:
+                            span.set_status(StatusCode.ERROR)
         finally:
             if self.metrics is not None:
                 self.metrics.http_requests.labels(route, method, str(status[0] or "none")).inc()
                 self.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
 
-    async def _traced(
-        self, scope: Scope, receive: Receive, send: Send, route: str, method: str, status: list[int]
-    ) -> None:
-        assert self.tracer is not None
+    def _span(self, scope: Scope, route: str, method: str) -> contextlib.AbstractContextManager[Span | None]:
+        if self.tracer is None:
+            return contextlib.nullcontext()
         carrier = {
             key.decode("latin-1"): value.decode("latin-1")
             for key, value in scope["headers"]
             if key in (b"traceparent", b"tracestate")
         }
         attributes = {"http.request.method": method, "http.route": route, "url.scheme": scope.get("scheme", "http")}
-        with self.tracer.start_as_current_span(
+        return self.tracer.start_as_current_span(
             f"{method} {route}",
             context=extract(carrier),
             kind=SpanKind.SERVER,
             attributes=attributes,
             record_exception=False,
-        ) as span:
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                code = status[0]
-                span.set_attribute("http.response.status_code", code)
-                if code >= 500 or not code:
-                    span.set_status(StatusCode.ERROR)
+        )

@@ -8,11 +8,12 @@ when metrics or tracing is on; otherwise the raw store is used.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from opentelemetry.trace import SpanKind, StatusCode, Tracer
 
@@ -43,23 +44,25 @@ class ObservedStore:
         @functools.wraps(method)
         async def call(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
-            try:
-                if tracer is None:
-                    return await method(*args, **kwargs)
-                with tracer.start_as_current_span(
+            traced = (
+                tracer.start_as_current_span(
                     f"store {operation}", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
-                ) as span:
+                )
+                if tracer is not None
+                else contextlib.nullcontext()
+            )
+            try:
+                with traced as span:
                     try:
                         return await method(*args, **kwargs)
                     except Exception as exc:
-                        span.set_status(StatusCode.ERROR)
-                        span.set_attribute("error.type", type(exc).__qualname__)
+                        if span is not None:
+                            span.set_status(StatusCode.ERROR)
+                            span.set_attribute("error.type", type(exc).__qualname__)
+                        if metrics is not None:
+                            kind = "unavailable" if isinstance(exc, StoreUnavailable) else "other"
+                            metrics.store_errors.labels(operation, kind).inc()
                         raise
-            except Exception as exc:
-                if metrics is not None:
-                    kind = "unavailable" if isinstance(exc, StoreUnavailable) else "other"
-                    metrics.store_errors.labels(operation, kind).inc()
-                raise
             finally:
                 if metrics is not None:
                     metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
@@ -69,8 +72,7 @@ class ObservedStore:
 
 def observed_store(store: S, system: str, metrics: Metrics | None, tracer: Tracer | None) -> S:
     """`store` with every operation timed and traced (typed as the store: it answers the same calls)."""
-    wrapped: Any = ObservedStore(store, system, metrics, tracer)
-    return wrapped  # type: ignore[no-any-return]
+    return cast(S, ObservedStore(store, system, metrics, tracer))
 
 
 def unwrapped(store: Any) -> Any:

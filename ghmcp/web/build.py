@@ -142,7 +142,7 @@ def build_app(settings: Settings) -> Starlette:
     mcp_routes = [r for r in app.router.routes if isinstance(r, (Route, Mount)) and r.path in MCP_PATHS]
     others = [r for r in app.router.routes if r not in mcp_routes]
     app.router.routes[:] = [*mcp_routes, *ours, *others]
-    app.state.provider, app.state.mcp = provider, mcp  # for benchmarks and in-process tests
+    app.state.provider, app.state.mcp, app.state.observer = provider, mcp, observer  # benchmarks, in-process tests
     if settings.demo:
         demo.mount(app, settings)
     app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider, observer)
