@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from ghmcp.config import ConfigError
 from ghmcp.config_loading import load_settings
+from ghmcp.observe import logs
 from ghmcp.web import demo
 from ghmcp.web.access_log import EscapingFormatter
 from ghmcp.web.build import build_app, check_startup
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides = cleanup.enter_context(demo.settings_overrides()) if args.demo else {}
             try:
                 settings = load_settings(**flags, **overrides)
+                if settings.log_format == "json":
+                    logs.use_json_lines()  # every logger, uvicorn's and the access log included
                 asyncio.run(check_startup(settings))
                 app = build_app(settings)
                 sockets = listen(settings, flags)

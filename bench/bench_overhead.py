@@ -20,6 +20,11 @@ upstream latency: the p50 this server adds. Targets: tools/call >= 0.95x calls/s
 CPU per call; ping >= 0.95x calls/s; <= 1 ms added p50 at 50 ms upstream; one upstream request
 per tool call (counted at the fake).
 
+Two more runs of this server (SQLite), unless `--no-observability`: `this+metrics` with
+`MCP_METRICS_PORT` set (every counter and histogram of docs/observability.md live, and the same targets
+apply), and `this+tracing` exporting every span over OTLP/HTTP to a receiver in the bench process
+(batched, as in production): its cost is reported, not judged.
+
 `--sdk-auth-floor` adds a third server: the plain one behind the SDK's own bearer layers with a
 verifier that accepts every token, the floor for any server using the SDK's authentication.
 
@@ -49,7 +54,7 @@ driving both ASGI apps directly: about 19 µs of CPU per `ping`, 30 µs per `too
 - outside the process's own work: the request is ~60 bytes longer (the `Authorization` header)
   for uvicorn to read and parse.
 
-Run: uv run python bench/bench_overhead.py            (about 6 minutes; --quick for a smoke run)
+Run: uv run python bench/bench_overhead.py            (about 10 minutes; --quick for a smoke run)
      uv run python bench/bench_overhead.py --storage-url sqlite --storage-url redis   (starts its own redis-server)
 """
 
@@ -82,6 +87,7 @@ from mcp.server.mcpserver import MCPServer  # noqa: E402
 
 from ghmcp.upstream.api import GitHubClient, new_http_client  # noqa: E402
 from tests.fake_github import FakeGitHub, running_fake_github  # noqa: E402
+from tests.observe_support import OtlpReceiver  # noqa: E402
 from tests.redis_support import running_redis  # noqa: E402
 from tests.support import ServerProcess, free_port, sign_in_tokens  # noqa: E402
 from tools.users import UserProfile  # noqa: E402  (the same result model: the same serialisation work)
@@ -195,6 +201,7 @@ class Target:
     bearers: list[str | None]
     restart: Callable[[], int]
     pid: int = 0
+    judged: bool = True  # False: its ratios are reported without a verdict (tracing has no target)
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -251,8 +258,11 @@ def stop_plain(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 @contextlib.contextmanager
-def this_server(fake: FakeProcess, storage_url: str, data_dir: Path) -> Iterator[Target]:
+def this_server(
+    fake: FakeProcess, storage_url: str, data_dir: Path, extra: dict[str, str | None] | None = None, name: str = ""
+) -> Iterator[Target]:
     env: dict[str, str | None] = {} if storage_url == "sqlite" else {"MCP_STORAGE_URL": storage_url}
+    env |= extra or {}
     server = ServerProcess(fake.url, data_dir, env=env)
     server.start()
     fake.command(f"login {LOGIN}-{data_dir.name}")
@@ -273,7 +283,7 @@ def this_server(fake: FakeProcess, storage_url: str, data_dir: Path) -> Iterator
         assert server.process is not None
         pin(server.process.pid, 0)
         label = "sqlite" if storage_url == "sqlite" else storage_url.split(":", 1)[0]
-        yield Target(f"this ({label})", server.url, bearers, restart, server.process.pid)
+        yield Target(name or f"this ({label})", server.url, bearers, restart, server.process.pid)
     finally:
         server.stop()
 
@@ -497,12 +507,14 @@ def report(results: dict[str, dict[str, list[Sample]]], targets: list[Target], u
         ]
         for what, values, goal, bound, sign in rows:
             value = statistics.median(values)
-            mark = "    " if sign == 0 else verdict(value * sign >= bound * sign)
+            goal = goal if target.judged else "(report)"
+            mark = "    " if sign == 0 or not target.judged else verdict(value * sign >= bound * sign)
             print(f"  {name:16s} {what:22s} x{value:6.3f}   {goal:9s} {mark} {spread(values)}")
         added = [a.p50_ms - b.p50_ms for a, b in zip(slow[name], slow["plain"], strict=True)]
         value = statistics.median(added)
-        ok = verdict(value <= 1.0)
-        print(f"  {name:16s} {'added p50 @50ms':22s} {value:+6.2f} ms  <= 1 ms    {ok} {spread(added)}")
+        ok = verdict(value <= 1.0) if target.judged else "    "
+        goal = "<= 1 ms " if target.judged else "(report)"
+        print(f"  {name:16s} {'added p50 @50ms':22s} {value:+6.2f} ms  {goal}   {ok} {spread(added)}")
     print(f"  upstream GET /user per tool call: {upstream_per_call:.3f}  (target 1)  {verdict(upstream_per_call == 1)}")
 
 
@@ -539,6 +551,7 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="also run the plain server behind the SDK's own bearer layers (a verifier accepting any token)",
     )
+    parser.add_argument("--no-observability", action="store_true", help="skip the this+metrics and this+tracing runs")
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run (figures are not meaningful)")
     args = parser.parse_args(argv)
     rounds, seconds, warmup = (1, 0.4, 0.1) if args.quick else (args.rounds, args.seconds, 0.3)
@@ -558,10 +571,12 @@ def main(argv: list[str]) -> int:
                     pin(redis_server.process.pid, 1)
                     url = redis_server.url
                 targets.append(stack.enter_context(this_server(fake, url, Path(tmp) / f"server{i}")))
+            if not args.no_observability:
+                targets += observed_servers(stack, fake, Path(tmp))
             results = {m: run_rounds(targets, m, rounds, seconds, warmup, m) for m in ("tools/call", "ping")}
             fake.command("count")  # empties the stand-in's request log
             calls = 20
-            asyncio.run(call_n(targets[-1], calls))
+            asyncio.run(call_n(next(t for t in targets if t.name.startswith("this (")), calls))
             upstream_per_call = int(fake.command("count")) / calls
             fake.command("latency 0.05")
             results["tools/call @50ms"] = run_rounds(targets, "tools/call", rounds, seconds, warmup, "tools/call @50ms")
@@ -569,6 +584,18 @@ def main(argv: list[str]) -> int:
     finally:
         fake.stop()
     return 0
+
+
+def observed_servers(stack: contextlib.ExitStack, fake: FakeProcess, tmp: Path) -> list[Target]:
+    """This server with metrics on, and with tracing on exporting to an OTLP receiver that only counts."""
+    metrics: dict[str, str | None] = {"MCP_METRICS_PORT": str(free_port())}
+    receiver = OtlpReceiver(keep=False)
+    stack.callback(receiver.stop)
+    tracing: dict[str, str | None] = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "bench"}
+    with_metrics = stack.enter_context(this_server(fake, "sqlite", tmp / "metrics", metrics, "this+metrics"))
+    with_tracing = stack.enter_context(this_server(fake, "sqlite", tmp / "tracing", tracing, "this+tracing"))
+    with_tracing.judged = False
+    return [with_metrics, with_tracing]
 
 
 async def call_n(target: Target, n: int) -> None:

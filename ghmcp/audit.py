@@ -3,7 +3,8 @@
 Events name who (GitHub login and id), which client, and the outcome, never a token, code,
 state, secret or tool argument: callers pass identities only. A file is opened with O_APPEND
 and every line is one `write`, so lines from several processes or threads never interleave
-(no lock needed).
+(no lock needed). Inside a traced request each line carries the `trace_id` of its spans, and when
+metrics are on every event is also handed to the one place that counts it (`observe()`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry.trace import get_current_span
+
 from ghmcp.config import ConfigError
 
 _write: Callable[[str], None] | None = None
 _target: str | None = None
+_counter: Callable[[str, dict[str, Any]], None] | None = None
 
 
 def configure(target: str) -> None:
@@ -39,15 +43,26 @@ def configure(target: str) -> None:
     _target = target
 
 
+def observe(counter: Callable[[str, dict[str, Any]], None] | None) -> None:
+    """Hand every event, logged or not, to `counter` as well (ghmcp/observe/metrics.py); None stops it."""
+    global _counter
+    _counter = counter
+
+
 def enabled() -> bool:
     return _write is not None
 
 
 def event(name: str, **fields: Any) -> None:
     """Record `name` with `fields` (JSON-serialisable identities and outcomes only)."""
+    if _counter is not None:
+        _counter(name, fields)
     if _write is None:
         return
     record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": name, **fields}
+    context = get_current_span().get_span_context()
+    if context.is_valid:
+        record["trace_id"] = format(context.trace_id, "032x")
     _write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
 
 

@@ -169,6 +169,18 @@ class Settings(BaseSettings):
     audit_log: str = Field(
         default="", description="`stdout` or a file path: one JSON line per security event; empty is off"
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the Prometheus metrics endpoint (`/metrics`, docs/observability.md); unset is off",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Bind address of the metrics endpoint: loopback unless set otherwise"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`json`: one JSON object per log line, with the trace id inside a traced request"
+    )
     # Set by `main.py --demo` only (load_settings never reads it from the environment).
     demo: bool = Field(default=False, exclude=True, description="Demo mode: set by `--demo`")
 

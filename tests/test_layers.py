@@ -12,6 +12,7 @@ LAYERS = [
     ["ghmcp.config", "ghmcp.config_loading", "ghmcp.audit", "ghmcp.sdk"],
     ["ghmcp"],  # the package docstring only
     ["ghmcp.storage"],
+    ["ghmcp.observe"],
     ["ghmcp.asgi", "ghmcp.standin"],
     ["ghmcp.auth"],
     ["ghmcp.upstream"],

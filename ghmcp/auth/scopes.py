@@ -23,7 +23,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_REQUEST
 
-from ghmcp import sdk
+from ghmcp import audit, sdk
 from ghmcp.config import ConfigError
 
 
@@ -132,11 +132,13 @@ async def decide(mcp: MCPServer, called: list[tuple[str, str]], granted: Iterabl
     Fail closed: a tool, prompt or resource registered without a declared scope is refused.
     """
     if await _undeclared(mcp, called):
+        audit.event("scope_refused", reason="undeclared_scope")
         return Refusal("undeclared_scope", [], "This is served without a declared scope")
     held = list(granted)
     needed = [DECLARED[method][name] for method, name in called if name in DECLARED[method]]
     missing = [s for s in needed if s != EVERYONE and s not in held]
     if missing:
+        audit.event("scope_refused", reason="insufficient_scope", missing=sorted(set(missing)))
         return Refusal("insufficient_scope", held + sorted(set(missing)), f"This tool needs the {missing[0]} scope")
     return None
 

@@ -41,6 +41,7 @@ class TokenCache(Generic[V]):
     def __init__(self, decrypt: Callable[[str], str | None], ttl: float = TTL_SECONDS) -> None:
         self.ttl = ttl
         self.epoch = 0  # read it before a store read; pass it to `put`
+        self.hits = 0  # answered without the store (the metric mcp_token_cache_hits_total reads it)
         self._decrypt = decrypt
         self._records: OrderedDict[str, tuple[float, V]] = OrderedDict()
         self._github: OrderedDict[str, tuple[str, str]] = OrderedDict()  # grant id -> (ciphertext, plaintext)
@@ -52,6 +53,7 @@ class TokenCache(Generic[V]):
         if time.monotonic() - entry[0] > self.ttl:
             del self._records[token_hash]
             return None
+        self.hits += 1
         return entry[1]
 
     def put(self, token_hash: str, value: V, epoch: int) -> None:

@@ -48,9 +48,17 @@ MAX_PAGES = 10
 NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
-def new_http_client() -> httpx2.AsyncClient:
-    """The one client every GitHub request of this process shares (see LIMITS)."""
-    return httpx2.AsyncClient(timeout=TIMEOUT, limits=LIMITS, headers={"User-Agent": "github-mcp-server-template"})
+def new_http_client(
+    wrap: Callable[[httpx2.AsyncBaseTransport], httpx2.AsyncBaseTransport] | None = None,
+) -> httpx2.AsyncClient:
+    """The one client every GitHub request of this process shares (see LIMITS). `wrap` (the tracing and
+    metrics layer) gets the pooled transport, so LIMITS hold with observability on too."""
+    headers = {"User-Agent": "github-mcp-server-template"}
+    if wrap is None:
+        return httpx2.AsyncClient(timeout=TIMEOUT, limits=LIMITS, headers=headers)
+    return httpx2.AsyncClient(
+        timeout=TIMEOUT, headers=headers, transport=wrap(httpx2.AsyncHTTPTransport(limits=LIMITS))
+    )
 
 
 class GitHubClient:

@@ -16,11 +16,13 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from ghmcp import audit
+from ghmcp import audit, sdk
 from ghmcp.asgi.unavailable import Unavailable
 from ghmcp.auth.keys import Keyring, load_or_create_secret_key
 from ghmcp.auth.scopes import DEFAULT_SCOPES, SCOPES, ScopeCheck, require_declared_scopes
 from ghmcp.config import ConfigError, Settings
+from ghmcp.observe import Observer
+from ghmcp.observe.store import unwrapped
 from ghmcp.storage import StorageURLError, StoreUnavailable, open_storage
 from ghmcp.storage.redis_pool import tls_refusal
 from ghmcp.storage.sqlite import sqlite_path
@@ -38,8 +40,9 @@ from tools.arguments import ArgumentErrors
 logger = logging.getLogger("mcp_server")
 
 
-def build_provider(settings: Settings) -> GitHubOAuthProvider:
-    """The provider with its store, keys and GitHub client; raises ConfigError for bad settings."""
+def build_provider(settings: Settings, observer: Observer | None = None) -> GitHubOAuthProvider:
+    """The provider with its store, keys and GitHub client; raises ConfigError for bad settings. With an
+    `observer` (metrics or tracing on), the store and the GitHub client are wrapped to be timed and traced."""
     try:
         storage = open_storage(
             settings.storage_url,
@@ -49,8 +52,10 @@ def build_provider(settings: Settings) -> GitHubOAuthProvider:
         )
     except StorageURLError as exc:
         raise ConfigError(str(exc)) from None
+    if observer is not None:
+        storage = observer.store(storage, settings.storage_url)
     github = GitHubClient(
-        new_http_client(),
+        new_http_client(observer.github_transport if observer else None),
         settings.github_url,
         settings.github_api_url,
         settings.github_client_id,
@@ -100,7 +105,8 @@ async def check_startup(settings: Settings) -> None:
 
 def build_app(settings: Settings) -> Starlette:
     audit.configure(settings.audit_log)
-    provider = build_provider(settings)
+    observer = Observer.start(settings)  # None unless OTEL_* or MCP_METRICS_PORT asks: then nothing is wrapped
+    provider = build_provider(settings, observer)
     auth = AuthSettings.model_validate(
         {
             "issuer_url": settings.server_url,  # validated from a string: no trailing slash is added
@@ -115,10 +121,12 @@ def build_app(settings: Settings) -> Starlette:
     # Shared keys: a request state sealed by one replica opens on every other.
     request_state = RequestStateSecurity(keys=provider.keyring.request_state_keys())
     mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth, request_state_security=request_state)
+    register_tools(mcp, provider)
+    tool_calls = observer.tool_calls(frozenset(t.name for t in sdk.tools(mcp))) if observer else None
+    mcp.middleware.extend([tool_calls] if tool_calls else [])  # outside the scope check: refusals count too
     mcp.middleware.append(ScopeCheck(mcp))  # the one scope decision, on what the SDK decoded
     mcp.middleware.append(ArgumentErrors(mcp))  # one sentence per bad argument, inside the scope check
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
-    register_tools(mcp, provider)
     require_declared_scopes(mcp)
 
     security = transport_security(settings)
@@ -137,20 +145,23 @@ def build_app(settings: Settings) -> Starlette:
     mcp_routes = [r for r in app.router.routes if isinstance(r, (Route, Mount)) and r.path in MCP_PATHS]
     others = [r for r in app.router.routes if r not in mcp_routes]
     app.router.routes[:] = [*mcp_routes, *ours, *others]
-    app.state.provider, app.state.mcp = provider, mcp  # for benchmarks and in-process tests
+    app.state.provider, app.state.mcp, app.state.observer = provider, mcp, observer  # benchmarks, in-process tests
     if settings.demo:
         demo.mount(app, settings)
-    app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider)
+    app.router.lifespan_context = _lifespan(app.router.lifespan_context, settings, provider, observer)
     app.add_middleware(RequestLog)
     app.add_middleware(
         RateLimit,
         limit=settings.rate_limit,
         registration_limit=settings.registration_rate_limit,
         trusted_proxies=settings.trusted_proxies,
-        counters=counters_for(provider.storage, settings.storage_url),
+        counters=counters_for(unwrapped(provider.storage), settings.storage_url),
     )
     app.add_middleware(Unavailable, app_name=settings.app_name)
     app.add_middleware(DirectToMcp, endpoints=direct_endpoints(app))
+    if observer is not None:
+        observer.count_token_cache_hits(lambda: provider.cache.hits)
+        observer.requests(app)  # outermost: /mcp too, and every log and audit line inside its span
     return app
 
 
@@ -165,7 +176,9 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
 
 
-def _lifespan(inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider) -> Lifespan:
+def _lifespan(
+    inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider, observer: Observer | None
+) -> Lifespan:
     """The SDK's lifespan, plus the periodic sweep and closing what `build_app` opened."""
 
     @contextlib.asynccontextmanager
@@ -180,6 +193,8 @@ def _lifespan(inner: Lifespan, settings: Settings, provider: GitHubOAuthProvider
             await provider.github.http.aclose()
             await provider.clients.documents.aclose()
             await provider.storage.close()
+            if observer is not None:
+                observer.close()
 
     return lifespan
 
