@@ -33,6 +33,7 @@ from ghmcp.web.routes import server_routes
 from github_provider import GitHubOAuthProvider
 from tools import register_tools
 from tools.arguments import ArgumentErrors
+from tools.resources import CACHE_HINTS
 
 logger = logging.getLogger("mcp_server")
 
@@ -111,7 +112,13 @@ def build_app(settings: Settings) -> Starlette:
     )
     # Shared keys: a request state sealed by one replica opens on every other.
     request_state = RequestStateSecurity(keys=provider.keyring.request_state_keys())
-    mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth, request_state_security=request_state)
+    mcp = MCPServer(
+        settings.app_name,
+        auth_server_provider=provider,
+        auth=auth,
+        request_state_security=request_state,
+        cache_hints=CACHE_HINTS,  # tools/resources.py: what a client may reuse, and for how long
+    )
     mcp.middleware.append(ScopeCheck(mcp))  # the one scope decision, on what the SDK decoded
     mcp.middleware.append(ArgumentErrors(mcp))  # one sentence per bad argument, inside the scope check
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
