@@ -7,6 +7,10 @@ is an SDK middleware, so every tool gets the sentence, one a forker adds later t
 SDK's decision alone (the tool still never runs) and only rewrites the text of a refusal that the
 arguments caused: a successful call costs nothing extra, and the SDK keeps shaping the response.
 ghmcp/web/build.py installs it; a tool module needs nothing.
+
+Prompts get the same treatment, as JSON-RPC errors (a prompt has no error result): an unknown
+prompt, a missing argument or a bad value is an invalid-params error naming the prompt, where the
+SDK would answer "Internal server error".
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -59,11 +65,38 @@ class ArgumentErrors:
         self.mcp = mcp
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "prompts/get":
+            return await self._prompt(ctx, call_next)
+        if ctx.method == "resources/read":
+            return await self._resource(ctx, call_next)
         result = await call_next(ctx)
         if ctx.method != "tools/call" or not isinstance(result, Mapping) or not result.get("isError"):
             return result
         sentence = self._sentence(ctx.params)
         return result if sentence is None else {**result, "content": [{"type": "text", "text": sentence}]}
+
+    async def _prompt(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Refuse an unknown prompt or a missing argument before it renders; a bad value after."""
+        params = ctx.params if isinstance(ctx.params, Mapping) else {}
+        name, arguments = params.get("name"), params.get("arguments") or {}
+        if not isinstance(name, str) or not isinstance(arguments, Mapping):
+            return await call_next(ctx)  # the SDK's own validation answers a malformed request
+        prompts = await self.mcp.list_prompts()
+        prompt = next((p for p in prompts if p.name == name), None)
+        if prompt is None:
+            known = ", ".join(p.name for p in prompts) or "none"
+            raise MCPError(INVALID_PARAMS, f"Unknown prompt {name[:100]!r}: the prompts are {known}.")
+        missing = [a.name for a in prompt.arguments or [] if a.required and a.name not in arguments]
+        if missing:
+            names = [f"`{m}`" for m in missing]
+            listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+            raise MCPError(INVALID_PARAMS, f"Prompt {name!r}: missing argument{'s' * (len(names) > 1)} {listed}.")
+        return await _reworded(ctx, call_next, f"Prompt {name!r}", {name})
+
+    async def _resource(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """A URI whose parts fail its template's argument types (e.g. a bad owner): invalid params."""
+        templates = {t.name for t in await self.mcp.list_resource_templates()}
+        return await _reworded(ctx, call_next, "Resource URI", templates)
 
     def _sentence(self, params: Mapping[str, Any] | None) -> str | None:
         """The sentence when the call's arguments fail its tool's model; None for every other error."""
@@ -99,6 +132,31 @@ def describe(error: ValidationError) -> str:
         parts.append(f"invalid {where}: {_rule(first)}{tail}")
     sentence = "; ".join(parts)
     return f"{sentence[:1].upper()}{sentence[1:]}."
+
+
+async def _reworded(
+    ctx: ServerRequestContext[Any, Any], call_next: CallNext, what: str, functions: set[str]
+) -> HandlerResult:
+    """`call_next`, with a failed argument check of one of `functions` said as one sentence."""
+    try:
+        return await call_next(ctx)
+    except (ValueError, MCPError) as exc:
+        invalid = _validation_error(exc, functions)
+        if invalid is None:
+            raise
+        raise MCPError(INVALID_PARAMS, f"{what}: {describe(invalid)}") from None
+
+
+def _validation_error(exc: BaseException, functions: set[str]) -> ValidationError | None:
+    """The argument check of one of `functions` that the SDK wrapped in the error it raised.
+
+    pydantic titles an argument check with the function's name; a ValidationError the function's
+    own body raised (bad data from GitHub) has a model's title, and stays the server's error.
+    """
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ValidationError):
+        seen = seen.__cause__ or seen.__context__
+    return seen if isinstance(seen, ValidationError) and seen.title.split(".")[-1] in functions else None
 
 
 def _name(loc: Sequence[int | str]) -> str:

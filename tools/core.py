@@ -21,7 +21,7 @@ from pydantic import AfterValidator, Field
 
 from ghmcp import audit, sdk
 from ghmcp.auth.records import GitHubAccessToken, ReconnectRequired
-from ghmcp.auth.scopes import TOOL_SCOPES, mcp_scope_for
+from ghmcp.auth.scopes import DECLARED, TOOL_SCOPES, mcp_scope_for
 from ghmcp.config import Settings
 from ghmcp.upstream.api import GitHubClient
 from ghmcp.upstream.errors import (
@@ -119,6 +119,26 @@ def scoped_tool(mcp: MCPServer, scope: str, **options: Any) -> Callable[[F], F]:
     def decorator(fn: F) -> F:
         TOOL_SCOPES[options.get("name") or fn.__name__] = scope
         return mcp.tool(**options)(fn)
+
+    return decorator
+
+
+def scoped_prompt(mcp: MCPServer, scope: str, **options: Any) -> Callable[[F], F]:
+    """Register a prompt that callers may only get, or complete arguments of, with `scope`."""
+
+    def decorator(fn: F) -> F:
+        DECLARED["prompts/get"][options.get("name") or fn.__name__] = scope
+        return mcp.prompt(**options)(fn)
+
+    return decorator
+
+
+def scoped_resource(mcp: MCPServer, scope: str, uri: str, **options: Any) -> Callable[[F], F]:
+    """Register a resource (or a template, when `uri` has {parameters}) readable only with `scope`."""
+
+    def decorator(fn: F) -> F:
+        DECLARED["resources/read"][uri] = scope
+        return mcp.resource(uri, **options)(fn)
 
     return decorator
 

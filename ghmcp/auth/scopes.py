@@ -4,9 +4,11 @@ To add a scope: add a row to `SCOPES`. To protect a tool with one: `@scoped_tool
 `tools/`. A call to a tool whose scope the token lacks is answered (bearer.py) with HTTP 403 and a
 `WWW-Authenticate` challenge naming the scope, so MCP clients can step up (RFC 6750 §3.1).
 
-Fail closed: a tool, prompt or resource that declares no scope stops the server at startup
-(`require_declared_scopes`), and a call to one registered later is refused. A tool meant for
-every signed-in caller declares `EVERYONE`.
+Fail closed: a tool, prompt, resource or resource template that declares no scope stops the
+server at startup (`require_declared_scopes`), and a call to one registered later is refused. A
+tool meant for every signed-in caller declares `EVERYONE`. A resource read through a template
+needs the template's scope; completing an argument of a prompt or template needs the scope of
+that prompt or template: the same `decide`, never a second rule.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pydantic_core
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.resources import ResourceSecurityError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_REQUEST
 
@@ -52,9 +55,11 @@ SCOPES: dict[str, ScopeInfo] = {
 DEFAULT_SCOPES = ["user", "repo:read"]
 EVERYONE = ""  # the declared scope of a tool any signed-in caller may use
 
-# JSON-RPC method -> (tool or prompt name, or resource URI -> the MCP scope it needs).
+# JSON-RPC method -> (tool or prompt name, or resource URI or URI template -> the MCP scope it needs).
 DECLARED: dict[str, dict[str, str]] = {"tools/call": {}, "prompts/get": {}, "resources/read": {}}
 TOOL_SCOPES = DECLARED["tools/call"]  # filled by `scoped_tool` in tools/
+# Methods the scope check reads: the declared ones, and completions of a prompt's or template's arguments.
+GATED = [*DECLARED, "completion/complete"]
 
 
 def mcp_scope_for(github_scopes: Iterable[str]) -> str | None:
@@ -73,7 +78,7 @@ def undeclared(mcp: MCPServer) -> list[str]:
         [f"Tool {n}" for n in tools if n not in DECLARED["tools/call"]]
         + [f"Prompt {n}" for n in prompts if n not in DECLARED["prompts/get"]]
         + [f"Resource {n}" for n in resources if n not in DECLARED["resources/read"]]
-        + [f"Resource template {n}" for n in templates]  # URIs it matches cannot be gated by name
+        + [f"Resource template {n}" for n in templates if n not in DECLARED["resources/read"]]
     )
 
 
@@ -94,7 +99,7 @@ def require_declared_scopes(mcp: MCPServer) -> None:
     if missing[0].startswith("Tool "):
         fix = 'use @scoped_tool(mcp, "<scope>") (or scopes.EVERYONE) in tools/'
     else:
-        fix = "add it with its scope to scopes.DECLARED (resource templates are not supported)"
+        fix = "add it with its scope to scopes.DECLARED (in tools/: @scoped_prompt or @scoped_resource)"
     raise ConfigError(f"{missing[0]} declares no scope: {fix}.")
 
 
@@ -131,6 +136,7 @@ async def decide(mcp: MCPServer, called: list[tuple[str, str]], granted: Iterabl
 
     Fail closed: a tool, prompt or resource registered without a declared scope is refused.
     """
+    called = [(method, _declared_name(mcp, method, name)) for method, name in called]
     if await _undeclared(mcp, called):
         audit.event("scope_refused", reason="undeclared_scope")
         return Refusal("undeclared_scope", [], "This is served without a declared scope")
@@ -169,19 +175,47 @@ class ScopeCheck:
         self.mcp = mcp
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if ctx.method in DECLARED:
+        if ctx.method in GATED:
             await self._check(ctx.method, ctx.params)
         return await call_next(ctx)
 
     async def _check(self, method: str, params: Mapping[str, Any] | None) -> None:
-        name = params.get("uri" if method == "resources/read" else "name") if isinstance(params, Mapping) else None
-        if not isinstance(name, str):
+        target = called_target(method, params)
+        if target is None:
             return  # the SDK's own validation refuses it before anything runs
         access = get_access_token()
         # Fail closed: no caller (a transport without the bearer gate) holds no scope.
-        refused = await decide(self.mcp, [(method, name)], access.scopes if access else [])
+        refused = await decide(self.mcp, [target], access.scopes if access else [])
         if refused is not None:
             raise MCPError(code=INVALID_REQUEST, message=f"Forbidden: {refused.description}.", data=refused.error)
+
+
+def called_target(method: str, params: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """(declared method, name or URI) that a gated request calls; a completion counts as a call of
+    the prompt or template whose argument it completes. None when the request names nothing."""
+    if not isinstance(params, Mapping):
+        return None
+    if method == "completion/complete":
+        ref = params.get("ref")
+        if not isinstance(ref, Mapping):
+            return None
+        method, params = ("prompts/get", ref) if ref.get("type") == "ref/prompt" else ("resources/read", ref)
+    name = params.get("uri" if method == "resources/read" else "name")
+    return (method, name) if isinstance(name, str) else None
+
+
+def _declared_name(mcp: MCPServer, method: str, name: str) -> str:
+    """The key `name` is declared under: a URI that a resource template serves is declared by the template."""
+    if method != "resources/read" or name in DECLARED[method]:
+        return name
+    for template in sdk.resource_templates(mcp):  # in the SDK's order: the first match serves the URI
+        try:
+            matched = template.matches(name) is not None
+        except ResourceSecurityError:
+            matched = True  # the SDK refuses it; gated like any URI of the template meanwhile
+        if matched:
+            return template.uri_template
+    return name
 
 
 async def _undeclared(mcp: MCPServer, called: list[tuple[str, str]]) -> bool:
@@ -192,10 +226,10 @@ async def _undeclared(mcp: MCPServer, called: list[tuple[str, str]]) -> bool:
     registered = {
         "tools/call": {t.name for t in await mcp.list_tools()},
         "prompts/get": {p.name for p in await mcp.list_prompts()},
-        "resources/read": {str(r.uri) for r in await mcp.list_resources()},
+        "resources/read": {str(r.uri) for r in await mcp.list_resources()}
+        | {t.uri_template for t in await mcp.list_resource_templates()},
     }
-    templates = await mcp.list_resource_templates()
-    return any(name in registered[method] or (method == "resources/read" and templates) for method, name in unknown)
+    return any(name in registered[method] for method, name in unknown)
 
 
 def _may_be_gated(body: bytes) -> bool:
@@ -210,7 +244,7 @@ def _may_be_gated(body: bytes) -> bool:
 
 
 _NOT_PLAIN_UTF8 = [re.escape(b"\\"), b"\x00", re.escape(b"\xef\xbb\xbf"), b"\xed[\xa0-\xbf]"]
-_GATED_BYTES = re.compile(b"|".join([*_NOT_PLAIN_UTF8, *(re.escape(method.encode()) for method in DECLARED)]))
+_GATED_BYTES = re.compile(b"|".join([*_NOT_PLAIN_UTF8, *(re.escape(method.encode()) for method in GATED)]))
 
 
 def _gated_calls(body: bytes) -> list[tuple[str, str]] | None:
@@ -226,9 +260,7 @@ def _gated_calls(body: bytes) -> list[tuple[str, str]] | None:
     called = []
     for message in messages:
         method = message.get("method") if isinstance(message, dict) else None
-        if method in DECLARED:
-            params = message.get("params")
-            name = params.get("uri" if method == "resources/read" else "name") if isinstance(params, dict) else None
-            if isinstance(name, str):
-                called.append((method, name))
+        target = called_target(method, message.get("params")) if method in GATED else None
+        if target is not None:
+            called.append(target)
     return called

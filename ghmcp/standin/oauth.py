@@ -56,6 +56,7 @@ class GitHubStandIn(RestApi, WebPages):
             Route("/user/repos", self._repos_endpoint, methods=["GET"]),
             Route("/search/repositories", self._search_endpoint, methods=["GET"]),
             Route("/repos/{owner}/{repo}", self._repo_endpoint, methods=["GET"]),
+            Route("/repos/{owner}/{repo}/readme", self._readme_endpoint, methods=["GET"]),
             Route("/repos/{owner}/{repo}/contents", self._contents_endpoint, methods=["GET"]),
             Route("/repos/{owner}/{repo}/contents/{path:path}", self._contents_endpoint, methods=["GET"]),
             Route("/repos/{owner}/{repo}/issues", self._issues_endpoint, methods=["GET", "POST"]),

@@ -106,3 +106,15 @@ class ReposApi(ApiBase):
                 for n in names
             ]
         return self._rest_json(request, tok, user, data)
+
+    async def _readme_endpoint(self, request: Request) -> Response:
+        """GitHub's README lookup: the root file named README (any case, any extension), as contents."""
+        found = self._repo_request(request)
+        if isinstance(found, Response):
+            return found
+        tok, user, _, repo = found
+        name = next((f for f in sorted(repo.files) if "/" not in f and f.lower().split(".")[0] == "readme"), None)
+        if name is None:
+            return self._rest_json(request, tok, user, error_body(404, "Not Found", REST_DOCS_URI), status=404)
+        scope = {**request.scope, "path_params": {**request.path_params, "path": name}}
+        return await self._contents_endpoint(Request(scope, request.receive))

@@ -36,6 +36,7 @@ from ghmcp.web.routes import server_routes
 from github_provider import GitHubOAuthProvider
 from tools import register_tools
 from tools.arguments import ArgumentErrors
+from tools.resources import CACHE_HINTS
 
 logger = logging.getLogger("mcp_server")
 
@@ -120,7 +121,13 @@ def build_app(settings: Settings) -> Starlette:
     )
     # Shared keys: a request state sealed by one replica opens on every other.
     request_state = RequestStateSecurity(keys=provider.keyring.request_state_keys())
-    mcp = MCPServer(settings.app_name, auth_server_provider=provider, auth=auth, request_state_security=request_state)
+    mcp = MCPServer(
+        settings.app_name,
+        auth_server_provider=provider,
+        auth=auth,
+        request_state_security=request_state,
+        cache_hints=CACHE_HINTS,  # tools/resources.py: what a client may reuse, and for how long
+    )
     register_tools(mcp, provider)
     tool_calls = observer.tool_calls(frozenset(t.name for t in sdk.tools(mcp))) if observer else None
     mcp.middleware.extend([tool_calls] if tool_calls else [])  # outside the scope check: refusals count too
