@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx2
 from soak_load import SignInJob, Tally
-from soak_store import Expected, compare, redis_key_count, redis_records, redis_revoked, sqlite_records
+from soak_store import Expected, compare, redis_key_count, redis_records, sqlite_records
 
 from ghmcp.standin import GitHubStandIn
 from tests.fake_github import running_fake_github
@@ -209,7 +209,6 @@ class Soak:
             if indexes is not None:
                 store_ok &= compare("Redis index keys (mcp:<family>:...)", indexes, dict(expected.redis_indexes()))
                 print(f"  all mcp: keys          {redis_key_count(self.storage_url):8,d}")
-                print(f"  {redis_revoked(self.storage_url)}")
             await job.check_live()
         return self.report(store_ok)
 

@@ -44,7 +44,7 @@ class Expected:
 
     def redis_indexes(self) -> Counter[str]:
         singles = ("grants", "grant-pairs", "consent-clients", "key-check")
-        per_grant = {"grant-families": self.live, "subject-grants": self.live}
+        per_grant = {"grant-families": self.live, "subject-grants": self.live, "family-tokens": self.live}
         consented_clients = len({client for _, client in self.consents})
         return Counter(dict.fromkeys(singles, 1) | per_grant | {"consents": consented_clients, "logins": 1})
 
@@ -73,22 +73,6 @@ def redis_records(url: str) -> tuple[dict[str, int], Counter[str]]:
     records |= {"consents": consents, "login pins": logins}
     record_families = {name for _, name in KINDS.values()} - {"consents", "logins"}  # keys of those two are indexes
     return records, Counter({name: n for name, n in families.items() if name not in record_families})
-
-
-def redis_revoked(url: str) -> str:
-    """Of the family and token keys, those of revoked families: Redis keeps them until their TTL."""
-    families = tokens = longest = 0
-    with redis.Redis.from_url(url, decode_responses=True) as client:
-        for key in client.scan_iter("mcp:family:*", count=1000):
-            if client.hget(key, "revoked") == "1":
-                families += 1
-                longest = max(longest, int(client.ttl(key)))
-        for key in client.scan_iter("mcp:token:*", count=1000):
-            if client.hget(f"mcp:family:{client.hget(key, 'family_id')}", "revoked") == "1":
-                tokens += 1
-                longest = max(longest, int(client.ttl(key)))
-    held = f"{families:,d} families, {tokens:,d} tokens (longest TTL {longest} s)"
-    return f"of which revoked, kept until their TTL: {held}"
 
 
 def redis_key_count(url: str) -> int:

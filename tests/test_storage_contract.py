@@ -343,7 +343,8 @@ async def test_kill_grant_revokes_its_families(store: Storage) -> None:
     g, _, tokens = await signed_in(store)
     await store.kill_grant(g.grant_id)
     record = await store.get_token(tokens[0][0])
-    assert record is not None and record.family.revoked and record.grant.dead
+    # SQLite keeps the rows, marked, until its sweep; Redis drops the family and its tokens at once.
+    assert record is None or (record.family.revoked and record.grant.dead)
     assert await store.grants() == []
 
 
@@ -455,4 +456,31 @@ async def test_redis_expires_records_without_a_sweep(redis_url: str) -> None:
         swept = await store.sweep(time.time(), 1, 3)
         assert [r.grant.grant_id for r in swept.released] == [g.grant_id]
     finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("revoke", ["family", "grant", "code replay"])
+async def test_redis_drops_a_revoked_family_and_its_tokens_at_once(redis_url: str, revoke: str) -> None:
+    """Nothing of a revoked family waits for its TTL (up to the refresh lifetime): its keys go with it."""
+    store = open_storage(redis_url, unused_client_seconds=1, idle_client_seconds=3)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        g, f, first = await signed_in(store)
+        second = pair(f.family_id, 1)
+        assert await store.rotate_family(f.family_id, 0, ["user"], second, time.time())
+        assert await client.scard(f"mcp:family-tokens:{f.family_id}") == 4
+        if revoke == "family":
+            await store.revoke_family(f.family_id, time.time())
+        elif revoke == "grant":
+            await store.kill_grant(g.grant_id)
+        else:
+            await store.revoke_code_families(f.code_hash, time.time())
+        for token_hash, _ in first + second:
+            assert await store.get_token(token_hash) is None
+        left = [str(key) for key in await client.keys("mcp:*")]
+        assert not [key for key in left if key.startswith(("mcp:token:", "mcp:family:", "mcp:family-tokens:"))]
+        await store.add_tokens(pair(f.family_id, 2))  # a late grace-window copy finds no family: nothing stored
+        assert not await client.keys("mcp:token:*")
+    finally:
+        await client.aclose()
         await store.close()

@@ -26,19 +26,33 @@ local function add_tokens(first)
   while i <= #ARGV do
     local key = p .. 'token:' .. ARGV[i]
     local expires_at = tonumber(ARGV[i + 4])
-    if redis.call('EXISTS', key) == 0 then
+    local family = p .. 'family:' .. ARGV[i + 2]
+    local grant_id = redis.call('HGET', family, 'grant_id')
+    -- A token of a family that is gone (revoked and dropped) would be an orphan: it is not stored.
+    if grant_id and redis.call('EXISTS', key) == 0 then
       redis.call('HSET', key, 'kind', ARGV[i + 1], 'family_id', ARGV[i + 2], 'generation', ARGV[i + 3],
         'expires_at', ARGV[i + 4])
       redis.call('PEXPIREAT', key, math.ceil(expires_at * 1000))
-      local family = p .. 'family:' .. ARGV[i + 2]
-      local grant_id = redis.call('HGET', family, 'grant_id')
-      if grant_id then
-        extend(family, expires_at)
-        extend(p .. 'grant-families:' .. grant_id, expires_at)
-      end
+      redis.call('SADD', p .. 'family-tokens:' .. ARGV[i + 2], ARGV[i])
+      extend(p .. 'family-tokens:' .. ARGV[i + 2], expires_at)
+      extend(family, expires_at)
+      extend(p .. 'grant-families:' .. grant_id, expires_at)
     end
     i = i + 5
   end
+end
+
+-- A revoked family is dropped at once, with every token it issued: a revoked token is never used
+-- again, so keeping it until its TTL (up to the refresh lifetime) would only grow the store.
+local function drop_family(family_id)
+  local family = p .. 'family:' .. family_id
+  local grant_id = redis.call('HGET', family, 'grant_id')
+  for _, token_hash in ipairs(redis.call('SMEMBERS', p .. 'family-tokens:' .. family_id)) do
+    redis.call('DEL', p .. 'token:' .. token_hash)
+  end
+  redis.call('DEL', family, p .. 'family-tokens:' .. family_id)
+  if grant_id then redis.call('SREM', p .. 'grant-families:' .. grant_id, family_id) end
+  return grant_id
 end
 
 -- A grant is still needed while a live family or an unexchanged, unexpired code refers to it.
@@ -170,10 +184,8 @@ REVOKE_CODE_FAMILIES = """
 local now = tonumber(ARGV[3])
 local grant_ids, seen = {}, {}
 for _, family_id in ipairs(redis.call('SMEMBERS', p .. 'code-families:' .. ARGV[2])) do
-  local family = p .. 'family:' .. family_id
-  if redis.call('HGET', family, 'revoked') == '0' then
-    redis.call('HSET', family, 'revoked', '1')
-    local grant_id = redis.call('HGET', family, 'grant_id')
+  if redis.call('HGET', p .. 'family:' .. family_id, 'revoked') == '0' then
+    local grant_id = drop_family(family_id)
     if not seen[grant_id] then seen[grant_id] = true; grant_ids[#grant_ids + 1] = grant_id end
   end
 end
@@ -231,9 +243,7 @@ local grant = p .. 'grant:' .. ARGV[2]
 if redis.call('EXISTS', grant) == 0 then return 0 end
 redis.call('HSET', grant, 'dead', '1')
 for _, family_id in ipairs(redis.call('SMEMBERS', p .. 'grant-families:' .. ARGV[2])) do
-  if redis.call('EXISTS', p .. 'family:' .. family_id) == 1 then
-    redis.call('HSET', p .. 'family:' .. family_id, 'revoked', '1')
-  end
+  drop_family(family_id)
 end
 return 1
 """
@@ -268,16 +278,18 @@ local family = p .. 'family:' .. ARGV[2]
 local row = redis.call('HMGET', family, 'generation', 'revoked')
 if not row[1] or tonumber(row[1]) ~= tonumber(ARGV[3]) or row[2] ~= '0' then return 0 end
 redis.call('HSET', family, 'generation', tonumber(ARGV[3]) + 1, 'rotated_at', ARGV[5], 'scopes', ARGV[4])
+local issued = p .. 'family-tokens:' .. ARGV[2]
+for _, token_hash in ipairs(redis.call('SMEMBERS', issued)) do  -- forget the expired ones
+  if redis.call('EXISTS', p .. 'token:' .. token_hash) == 0 then redis.call('SREM', issued, token_hash) end
+end
 add_tokens(6)
 return 1
 """
 
 # ARGV: prefix, family_id, now. Returns {found, released or nil}.
 REVOKE_FAMILY = """
-local family = p .. 'family:' .. ARGV[2]
-if redis.call('EXISTS', family) == 0 then return {0} end
-redis.call('HSET', family, 'revoked', '1')
-local released = release(redis.call('HGET', family, 'grant_id'), tonumber(ARGV[3]))
+if redis.call('EXISTS', p .. 'family:' .. ARGV[2]) == 0 then return {0} end
+local released = release(drop_family(ARGV[2]), tonumber(ARGV[3]))
 if released then return {1, released} end
 return {1}
 """
