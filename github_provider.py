@@ -264,9 +264,11 @@ class GitHubOAuthProvider(
     async def revoke(self, client_id: str, token: str) -> None:
         """Revoke the family of `token` (access or refresh) if it belongs to `client_id`."""
         record = await self.storage.get_token(token_hash(token))
-        if record is not None and record.family.client_id == client_id:
-            audit.event("revocation", login=record.grant.github_login, client_id=client_id)
-            await self._revoke_family(record.family.family_id)
+        if record is None or record.family.client_id != client_id:
+            audit.event("revocation", client_id=client_id, outcome="unknown_token")  # RFC 7009 §2.2: still a 200
+            return
+        audit.event("revocation", login=record.grant.github_login, client_id=client_id, outcome="revoked")
+        await self._revoke_family(record.family.family_id)
 
     async def _revoke_code(self, code_hash: str) -> None:
         # RFC 6749 §4.1.2: a replayed code revokes every token issued from it.

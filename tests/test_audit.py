@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.conftest import StartServer
@@ -52,6 +53,9 @@ async def test_audit_log_records_each_event_once_and_no_secret(
     second = await sign_in_tokens(server)
     secrets += [second.code, second.access, second.refresh]
     assert (await revoke_request(server, second.client.client_id, second.access)).status_code == 200
+    assert (await revoke_request(server, second.client.client_id, second.access)).status_code == 200  # gone now
+    async with httpx2.AsyncClient() as http:  # a callback no sign-in started: its state is a secret too
+        assert (await http.get(f"{server.url}/github/callback?state=forged-state-0001&code=x")).status_code == 400
 
     denying = await ManualClient.register(server)
     async with Browser(consent="deny") as browser:
@@ -81,7 +85,8 @@ async def test_audit_log_records_each_event_once_and_no_secret(
         "tool_called": 3,
         "token_refreshed": 1,
         "refresh_reuse": 1,
-        "revocation": 1,
+        "revocation": 2,
+        "sign_in_failed": 1,
         "consent_denied": 1,
         "admission_refused": 1,
         "grant_killed": 1,
@@ -101,7 +106,16 @@ async def test_audit_log_records_each_event_once_and_no_secret(
         "event": "revocation",
         "login": "alice",
         "client_id": second.client.client_id,
+        "outcome": "revoked",
     }
+    revocations = [e for e in events if e["event"] == "revocation"]
+    assert revocations[1] | {"time": ""} == {
+        "time": "",
+        "event": "revocation",
+        "client_id": second.client.client_id,
+        "outcome": "unknown_token",
+    }
+    assert one("sign_in_failed") | {"time": ""} == {"time": "", "event": "sign_in_failed", "reason": "invalid_state"}
     assert one("consent_denied")["client_id"] == denying.client_id
     assert (
         one("admission_refused").items() >= {"login": "bob", "github_id": 2002, "client_id": refused.client_id}.items()
@@ -116,7 +130,7 @@ async def test_audit_log_records_each_event_once_and_no_secret(
 
     secrets += github.issued()  # GitHub's codes and tokens
     secrets += [value for params in github.authorize_requests for value in params.values()]  # our states, challenges
-    secrets += ["client-state-123", "no-such-repo"]  # the client's state; a tool argument
+    secrets += ["client-state-123", "no-such-repo", "forged-state-0001"]  # the client's state; a tool argument
     leaked = [s for s in secrets if len(s) >= 8 and s not in (server.url, "S256") and s in text]
     assert not leaked
 

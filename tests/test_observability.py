@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from tests.conftest import StartServer
@@ -115,6 +116,9 @@ async def test_prometheus_scrapes_every_counter(start_server: StartServer, githu
         # Two generations on, the first refresh token is a reuse (not a lost answer's retry): the family ends.
         assert (await refresh_grant(client, first.refresh)).status_code == 400
         assert (await revoke_request(server, client.client_id, second.access)).status_code == 200
+        assert (await revoke_request(server, client.client_id, "no-such-token")).status_code == 200
+        async with httpx2.AsyncClient() as http:  # a callback no sign-in started
+            assert (await http.get(f"{server.url}/github/callback?state=forged&code=x")).status_code == 400
 
         expected = {
             'mcp_sign_ins_total{outcome="ok"}': 2,
@@ -123,6 +127,8 @@ async def test_prometheus_scrapes_every_counter(start_server: StartServer, githu
             'mcp_refreshes_total{outcome="reuse"}': 1,
             "mcp_refresh_reuse_detections_total": 1,
             'mcp_revocations_total{outcome="revoked"}': 1,
+            'mcp_revocations_total{outcome="unknown_token"}': 1,
+            'mcp_sign_ins_total{outcome="invalid_state"}': 1,
             'mcp_tool_calls_total{tool="get_user_profile",outcome="ok"}': 2,
             'mcp_scope_refusals_total{reason="insufficient_scope"}': 1,
             'mcp_http_requests_total{route="/mcp",method="POST",status="403"}': 1,

@@ -29,7 +29,12 @@ AUTH_EVENTS = {
     "consent_denied": ("consents", "denied"),
     "token_refreshed": ("refreshes", "ok"),
     "refresh_reuse": ("refreshes", "reuse"),
-    "revocation": ("revocations", "revoked"),
+}
+SIGN_IN_FAILURES = ("github_error", "github_unavailable", "denied_at_github", "invalid_state")
+# Events whose outcome is one of their own fields, from a fixed set; any other value counts as "other".
+OUTCOME_EVENTS = {
+    "sign_in_failed": ("sign_ins", "reason", SIGN_IN_FAILURES),
+    "revocation": ("revocations", "outcome", ("revoked", "unknown_token")),
 }
 SCOPE_REFUSALS = ("insufficient_scope", "undeclared_scope")
 GRANT_END_REASONS = ("user_disconnected", "github_refused", "not_admitted")
@@ -69,7 +74,7 @@ class Metrics:
             name: Counter(
                 f"mcp_{name}", f"{name.replace('_', '-').capitalize()} by outcome", ["outcome"], registry=registry
             )
-            for name in sorted({counter for counter, _ in AUTH_EVENTS.values()})
+            for name in sorted({c for c, _ in AUTH_EVENTS.values()} | {c for c, _, _ in OUTCOME_EVENTS.values()})
         }
         self.refresh_reuse = Counter(
             "mcp_refresh_reuse_detections", "Refresh tokens used twice: each revokes a whole sign-in", registry=registry
@@ -116,6 +121,10 @@ class Metrics:
             self.auth[counted[0]].labels(counted[1]).inc()
             if name == "refresh_reuse":
                 self.refresh_reuse.inc()
+        elif name in OUTCOME_EVENTS:
+            counter, field, outcomes = OUTCOME_EVENTS[name]
+            outcome = fields.get(field)
+            self.auth[counter].labels(outcome if outcome in outcomes else "other").inc()
         elif name == "scope_refused":
             reason = fields.get("reason")
             self.scope_refusals.labels(reason if reason in SCOPE_REFUSALS else "other").inc()

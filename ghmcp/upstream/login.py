@@ -45,8 +45,10 @@ def _failed(pending: PendingAuthorization, exc: GitHubError) -> LoginOutcome:
     redeemed when its answer was lost, so the client starts afresh at /authorize.
     """
     if isinstance(exc, GitHubUnavailable):
+        audit.event("sign_in_failed", client_id=pending.client_id, reason="github_unavailable")
         description = "GitHub is not answering right now; try signing in again in a moment"
         return LoginOutcome(pending.redirect(error="temporarily_unavailable", error_description=description))
+    audit.event("sign_in_failed", client_id=pending.client_id, reason="github_error")
     return LoginOutcome(pending.redirect(error="server_error", error_description="GitHub sign-in failed"))
 
 

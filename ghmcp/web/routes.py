@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ghmcp import audit
 from ghmcp.asgi import pages
 from ghmcp.asgi.unavailable import RETRY_AFTER_SECONDS
 from ghmcp.auth.cimd import DocumentError, is_document_url
@@ -56,8 +57,10 @@ class GitHubCallback:
         if isinstance(pending, AccountLogin):
             response: Response = await self.account.complete(state, None if error else code)
         elif error == "access_denied":
+            audit.event("sign_in_failed", client_id=pending.client_id, reason="denied_at_github")
             response = RedirectResponse(pending.redirect(error="access_denied"), status_code=302)
         elif error or not code:
+            audit.event("sign_in_failed", client_id=pending.client_id, reason="github_error")
             response = RedirectResponse(
                 pending.redirect(error="server_error", error_description="GitHub sign-in did not complete"),
                 status_code=302,
@@ -94,6 +97,7 @@ class GitHubCallback:
         return response
 
     def _invalid(self, text: str) -> Response:
+        audit.event("sign_in_failed", reason="invalid_state")
         return pages.message(self.settings.app_name, "Sign-in could not continue", text, 400)
 
 
