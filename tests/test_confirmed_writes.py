@@ -3,6 +3,7 @@ in through the real flow, against the GitHub stand-in. Nothing reaches GitHub bu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -32,7 +33,8 @@ ISSUE = {"owner": "bob", "repo": "website", "title": "Typo on the home page", "l
 
 @pytest.fixture(scope="module")
 def confirming_server(start_module_server: StartServer) -> ServerProcess:
-    return start_module_server(env={"MCP_CONFIRM_WRITES": None})  # unset: the default, on
+    # MCP_CONFIRM_WRITES unset: the default, on. The audit log is written in the server's data directory.
+    return start_module_server(env={"MCP_CONFIRM_WRITES": None, "MCP_AUDIT_LOG": "audit.log"})
 
 
 @pytest.fixture
@@ -98,6 +100,11 @@ async def test_declined_or_cancelled_write_does_nothing(
     assert "nothing was sent to GitHub" in tool_error(comment)
     assert github.users["bob"].repos[3].issues == []
     assert writes(github) == []
+    audit = (server.data_dir / "audit.log").read_text()
+    events = [json.loads(line) for line in audit.splitlines()]
+    answered = [e for e in events if e["event"] == "write_confirmation" and e["outcome"] == action]
+    assert {e["tool"] for e in answered} >= {"create_issue", "add_issue_comment"}
+    assert "Typo on the home page" not in audit and "Me too" not in audit  # arguments are never logged
 
 
 async def test_a_client_without_elicitation_is_told_how_to_proceed(server: ServerProcess, github: FakeGitHub) -> None:
@@ -167,6 +174,9 @@ async def test_legacy_protocol_asks_with_a_server_request(server: ServerProcess,
     async with bearer_client(server, token, elicitation_callback=User("decline"), mode="legacy") as client:
         declined = await client.call_tool("create_issue", {**ISSUE, "title": "Second"})
     assert "nothing was done" in tool_error(declined)
+    async with bearer_client(server, token, mode="legacy") as client:
+        unasked = await client.call_tool("create_issue", {**ISSUE, "title": "Third"})
+    assert "declared no form elicitation capability" in tool_error(unasked)
     assert writes(github) == [("POST", "/repos/bob/website/issues")]
 
 
@@ -214,3 +224,23 @@ async def test_the_state_names_the_action_even_without_the_sdks_binding() -> Non
     assert ran == []
     await confirm(request("hello", requestState=asked.request_state, inputResponses=accept), call_next)
     assert ran == [{"name": "post", "arguments": {"text": "hello"}}]
+
+
+async def test_bad_arguments_are_refused_before_anyone_is_asked(server: ServerProcess, github: FakeGitHub) -> None:
+    user = User("accept")
+    async with bearer_client(server, await access_token(server), elicitation_callback=user) as client:
+        result = await client.call_tool("create_issue", {**ISSUE, "title": ""})
+    assert tool_error(result) == "Invalid argument `title`: must not be empty."
+    assert user.shown == [] and writes(github) == []
+
+
+async def test_stateless_http(start_server: StartServer, github: FakeGitHub) -> None:
+    """2026-07-28 needs no session: the state travels with the call. A legacy client there cannot be asked."""
+    server = start_server(env={"MCP_CONFIRM_WRITES": None, "MCP_STATELESS_HTTP": "true"})
+    token = await access_token(server)
+    async with bearer_client(server, token, elicitation_callback=User("accept")) as client:
+        assert not (await client.call_tool("create_issue", ISSUE)).is_error
+    async with bearer_client(server, token, elicitation_callback=User("accept"), mode="legacy") as client:
+        legacy = await client.call_tool("create_issue", {**ISSUE, "title": "Second"})
+    assert "this connection cannot carry the question" in tool_error(legacy)
+    assert writes(github) == [("POST", "/repos/bob/website/issues")]

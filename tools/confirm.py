@@ -75,14 +75,14 @@ class ConfirmWrites:
             return _ask(ctx, tool, arguments, shown)
         # The SDK checked the seal, expiry, tool, arguments and principal; this is the same rule again, in words.
         if state != _binding(tool.name, arguments):
-            audit.event("write_confirmation", tool=tool.name, outcome="mismatch")
+            _audit(tool.name, "mismatch")
             raise MCPError(INVALID_PARAMS, MISMATCH)
         answer = _answer(params.get("inputResponses"))
         if answer is None:
             return _ask(ctx, tool, arguments, shown)
         if answer.action != "accept":
             return _not_done(tool.name, answer.action)
-        audit.event("write_confirmation", tool=tool.name, outcome="accepted")
+        _audit(tool.name, "accepted")
         # The tool gets a plain call: the confirmation rounds are this middleware's, not the tool's.
         plain = {k: v for k, v in params.items() if k not in ("requestState", "inputResponses")}
         return await call_next(replace(ctx, params=plain))
@@ -95,27 +95,28 @@ class ConfirmWrites:
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, tool: Tool, shown: dict[str, Any]
     ) -> HandlerResult:
         """Before 2026-07-28: the question as a server-initiated request, answered within this call."""
-        if not _can_elicit(ctx):
-            return _cannot_ask(tool.name)
+        # First: without a session, the legacy protocol carries neither the question nor the capabilities.
         if not ctx.session.can_send_request:
-            audit.event("write_confirmation", tool=tool.name, outcome="no_back_channel")
+            _audit(tool.name, "no_back_channel")
             return _error(
                 f"{tool.name} needs your confirmation, but this connection cannot carry the question (stateless"
                 " HTTP before protocol 2026-07-28). Nothing was done. Use a client that speaks 2026-07-28, or"
                 " ask the server's operator to set MCP_CONFIRM_WRITES=false."
             )
-        audit.event("write_confirmation", tool=tool.name, outcome="asked")
+        if not _can_elicit(ctx):
+            return _cannot_ask(tool.name)
+        _audit(tool.name, "asked")
         answer = await ctx.session.elicit_form(_message(tool, shown), SCHEMA, related_request_id=ctx.request_id)
         if answer.action != "accept":
             return _not_done(tool.name, answer.action)
-        audit.event("write_confirmation", tool=tool.name, outcome="accepted")
+        _audit(tool.name, "accepted")
         return await call_next(ctx)
 
 
 def _ask(ctx: ServerRequestContext[Any, Any], tool: Tool, arguments: Any, shown: dict[str, Any]) -> HandlerResult:
     if not _can_elicit(ctx):
         return _cannot_ask(tool.name)
-    audit.event("write_confirmation", tool=tool.name, outcome="asked")
+    _audit(tool.name, "asked")
     question = ElicitRequest(params=ElicitRequestFormParams(message=_message(tool, shown), requested_schema=SCHEMA))
     # The SDK's RequestStateBoundary seals this state on the way out (MCP 2026-07-28: requestState is untrusted).
     return InputRequiredResult(input_requests={QUESTION: question}, request_state=_binding(tool.name, arguments))
@@ -162,6 +163,11 @@ def _answer(responses: Any) -> ElicitResult | None:
         return None  # not an answer to this question: ask again
 
 
+def _audit(tool: str, outcome: str) -> None:
+    access = get_access_token()
+    audit.event("write_confirmation", tool=tool, client_id=access.client_id if access else None, outcome=outcome)
+
+
 def _can_elicit(ctx: ServerRequestContext[Any, Any]) -> bool:
     """Form elicitation declared; a bare `elicitation: {}` (before modes existed) means form."""
     capabilities = ctx.session.client_capabilities
@@ -170,7 +176,7 @@ def _can_elicit(ctx: ServerRequestContext[Any, Any]) -> bool:
 
 
 def _cannot_ask(tool: str) -> HandlerResult:
-    audit.event("write_confirmation", tool=tool, outcome="no_elicitation")
+    _audit(tool, "no_elicitation")
     return _error(
         f"{tool} changes things on GitHub, so this server asks you to confirm it first, but your MCP client"
         " declared no form elicitation capability to show the question. Nothing was done. Enable elicitation"
@@ -180,7 +186,7 @@ def _cannot_ask(tool: str) -> HandlerResult:
 
 
 def _not_done(tool: str, action: str) -> HandlerResult:
-    audit.event("write_confirmation", tool=tool, outcome=action)
+    _audit(tool, action)
     said = "declined" if action == "decline" else "cancelled"
     return _error(f"You {said} {tool}: nothing was done and nothing was sent to GitHub.")
 
