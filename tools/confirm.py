@@ -88,7 +88,7 @@ class ConfirmWrites:
         return await call_next(replace(ctx, params=plain))
 
     def _write_tool(self, name: Any) -> Tool | None:
-        tool = next((t for t in sdk.tools(self.mcp) if t.name == name), None)
+        tool = sdk.tool(self.mcp, name) if isinstance(name, str) else None
         return tool if tool is not None and not (tool.annotations and tool.annotations.read_only_hint) else None
 
     async def _ask_now(
