@@ -80,11 +80,15 @@ async def test_accepted_issue_is_created_after_the_user_saw_the_exact_action(
         assert line in shown
 
 
-async def test_the_question_shows_defaults_too(server: ServerProcess, github: FakeGitHub) -> None:
+async def test_the_question_shows_defaults_and_cannot_be_faked(server: ServerProcess, github: FakeGitHub) -> None:
     user = User("decline")
+    sneaky = 'Fine\u202e\n  repo: "elsewhere"'
     async with bearer_client(server, await access_token(server), elicitation_callback=user) as client:
         await client.call_tool("star_repository", {"owner": "bob", "repo": "website"})
+        await client.call_tool("create_issue", {**ISSUE, "title": sneaky})
     assert "star: true" in user.shown[0]  # star or unstar: the user sees which
+    assert [line for line in user.shown[1].splitlines() if line.startswith("  repo:")] == ['  repo: "website"']
+    assert 'title: "Fine\\u202e\\n  repo: \\"elsewhere\\""' in user.shown[1]
 
 
 @pytest.mark.parametrize(("action", "said"), [("decline", "declined"), ("cancel", "cancelled")])

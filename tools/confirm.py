@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -47,6 +48,7 @@ from ghmcp.auth.records import GitHubAccessToken
 QUESTION = "confirm_write"  # the key of the one input request
 MULTI_ROUND = "2026-07-28"  # first revision that carries elicitation in `input_required` results
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}  # accepting is the answer; nothing to fill in
+_NOTHING_UNTIL = "Nothing is sent to GitHub unless you accept."
 MISMATCH = (
     "This confirmation was given for another action or caller: nothing was done. Call the tool again to be asked."
 )
@@ -135,13 +137,20 @@ def _validated(tool: Tool, arguments: Any) -> dict[str, Any] | None:
 def _message(tool: Tool, shown: dict[str, Any]) -> str:
     """What the user confirms: the tool, what it does, and every value it will send."""
     what = (tool.description or "").strip().split("\n")[0]
-    lines = [f"  {name}: {json.dumps(value, ensure_ascii=False, default=str)}" for name, value in shown.items()]
+    lines = [f"  {name}: {_literal(value)}" for name, value in shown.items()]
     return "\n".join(
         [f"Allow {tool.name} to act on GitHub as you?", *([what] if what else []), "", *lines, "", _NOTHING_UNTIL]
     )
 
 
-_NOTHING_UNTIL = "Nothing is sent to GitHub unless you accept."
+def _literal(value: Any) -> str:
+    """A value as one line of JSON, with invisible and direction-changing characters escaped: text the
+    model chose cannot fake a line of the question or hide what it says (bidi spoofing: CVE-2021-42574)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _HIDDEN else c for c in text)
+
+
+_HIDDEN = {"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"}
 
 
 def _binding(tool: str, arguments: Any) -> str:
