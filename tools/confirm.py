@@ -9,7 +9,7 @@ middleware inside the scope and argument checks; ghmcp/web/build.py installs it.
 On the 2026-07-28 protocol the first call answers `input_required` with a form elicitation that
 shows the tool and every argument, and a request state. The SDK seals that state (AES-GCM, shared
 keys, bound to this tool, these arguments and this caller) and unseals it on the retry, refusing a
-tampered, expired or replayed one before this code runs; the state names tool, arguments, grant and
+tampered, expired or borrowed one before this code runs; the state names tool, arguments, grant and
 client once more, checked here. Only a retry carrying `accept` runs the tool. Older protocol
 revisions get the same question as a server-initiated `elicitation/create` when the connection can
 carry one (a session, not stateless HTTP); otherwise the caller is told how to proceed.
