@@ -89,6 +89,13 @@ class Settings(BaseSettings):
         default=False, description="`true`: write tools are neither listed nor callable", json_schema_extra=COMMON
     )
     tools: CommaList = Field(default=[], description="Comma-separated tool names: only these are listed and callable")
+    confirm_writes: bool = Field(
+        default=True,
+        description="`true`: a write tool acts only after the user confirms the exact action in their client"
+        " (form elicitation). On by default so that a prompt-injected model cannot write as the user unseen;"
+        " `false` for trusted automation with no human to ask",
+        json_schema_extra=COMMON,
+    )
 
     transport: Transport = Field(default="streamable-http", description="`streamable-http` or `sse` (`--transport`)")
     stateless_http: bool = Field(

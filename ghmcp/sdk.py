@@ -18,6 +18,11 @@ def tools(mcp: MCPServer) -> list[Tool]:
     return mcp._tool_manager.list_tools()
 
 
+def tool(mcp: MCPServer, name: str) -> Tool | None:
+    """One tool by name without building the list: read on every `tools/call` (tools/confirm.py)."""
+    return mcp._tool_manager.get_tool(name)
+
+
 def prompts(mcp: MCPServer) -> list[Prompt]:
     return mcp._prompt_manager.list_prompts()
 

@@ -81,6 +81,7 @@ class ServerProcess:
                 "MCP_RATE_LIMIT": "10000/minute",
                 "MCP_REGISTRATION_RATE_LIMIT": "10000/minute",
                 "MCP_MAX_PENDING_PER_CLIENT": "1000",  # every test browser shares 127.0.0.1
+                "MCP_CONFIRM_WRITES": "false",  # tests/test_confirmed_writes.py turns it on
             },
             **self.env,
         }
@@ -411,11 +412,11 @@ async def tool_call_request(
 
 
 @contextlib.asynccontextmanager
-async def bearer_client(server: ServerProcess, bearer: str) -> AsyncIterator[Client]:
-    """An MCP client that sends a fixed bearer token and never runs OAuth (streamable HTTP)."""
+async def bearer_client(server: ServerProcess, bearer: str, **options: Any) -> AsyncIterator[Client]:
+    """An MCP client with a fixed bearer token that never runs OAuth (streamable HTTP); `options` go to `Client`."""
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as http,
-        Client(streamable_http_client(server.mcp_url, http_client=http)) as client,
+        Client(streamable_http_client(server.mcp_url, http_client=http), **options) as client,
     ):
         yield client
 
@@ -550,7 +551,7 @@ def in_process_settings(monkeypatch: Any, github_url: str, data_dir: Path, **ove
         github_api_url=github_url,
         storage_url=f"sqlite:///{data_dir / 'mcp.sqlite3'}",
         secret_key=SecretStr("test-secret-key-that-is-long-enough-0123456789"),
-        **overrides,
+        **({"confirm_writes": False} | overrides),
     )
 
 

@@ -20,6 +20,8 @@ async def test_the_adapter_sees_what_the_sdk_lists() -> None:
     mcp.resource("test://item/{name}", name="item")(lambda name: name)
 
     assert [t.name for t in sdk.tools(mcp)] == [t.name for t in await mcp.list_tools()] == ["a_tool"]
+    assert (found := sdk.tool(mcp, "a_tool")) is not None and found.name == "a_tool"
+    assert sdk.tool(mcp, "no_tool") is None
     assert [p.name for p in sdk.prompts(mcp)] == [p.name for p in await mcp.list_prompts()] == ["a_prompt"]
     assert [str(r.uri) for r in sdk.resources(mcp)] == [str(r.uri) for r in await mcp.list_resources()]
     assert [t.uri_template for t in sdk.resource_templates(mcp)] == ["test://item/{name}"]

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, Field
@@ -111,6 +111,25 @@ def _audited(name: str, fn: Callable[..., Awaitable[Any]], provider: GitHubOAuth
             audit.event("tool_called", tool=name, **who, client_id=client, outcome=outcome)
 
     return run
+
+
+def progress(ctx: Context, limit: int) -> Callable[[int], Awaitable[None]]:
+    """A `paginate(on_page=...)` hook: one progress notification per GitHub page, to a caller that asked
+    for them with a `progressToken` (without one the SDK sends nothing).
+
+    Take the SDK's `Context` as a tool parameter (`ctx: Context`, never shown to the caller) and pass
+    `on_page=progress(ctx, limit)`. Only rising counts are sent, as the protocol requires: a request
+    `github.call` retries after a refused token starts its pages over.
+    """
+    sent = 0
+
+    async def report(items: int) -> None:
+        nonlocal sent
+        if items > sent:
+            sent = items
+            await ctx.report_progress(items, limit, f"{items} of up to {limit} items")
+
+    return report
 
 
 def scoped_tool(mcp: MCPServer, scope: str, **options: Any) -> Callable[[F], F]:

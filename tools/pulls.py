@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from tools.core import READ, GitHubCaller, Limit, Number, Owner, Repo, scoped_tool
+from tools.core import READ, GitHubCaller, Limit, Number, Owner, Repo, progress, scoped_tool
 from tools.issues import UNTRUSTED
 
 MAX_FILES = 300  # three pages; GitHub itself lists at most 3000
@@ -63,12 +63,11 @@ def register(mcp: MCPServer, github: GitHubCaller) -> None:
 
     @scoped_tool(mcp, "repo:read", annotations=READ)
     async def list_pull_requests(
-        owner: Owner, repo: Repo, state: Literal["open", "closed", "all"] = "open", limit: Limit = 30
+        ctx: Context, owner: Owner, repo: Repo, state: Literal["open", "closed", "all"] = "open", limit: Limit = 30
     ) -> PullRequestList:
         """Pull requests of a repository, most recently created first."""
-        items = await github.call(
-            lambda token: api.paginate(token, ("repos", owner, repo, "pulls"), {"state": state}, limit)
-        )
+        path, report = ("repos", owner, repo, "pulls"), progress(ctx, limit)
+        items = await github.call(lambda token: api.paginate(token, path, {"state": state}, limit, on_page=report))
         return PullRequestList(repository=f"{owner}/{repo}", pull_requests=[PullRequest.from_github(i) for i in items])
 
     @scoped_tool(mcp, "repo:read", annotations=READ)

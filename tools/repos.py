@@ -6,10 +6,10 @@ import base64
 import binascii
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from tools.core import READ, TOGGLE, GitHubCaller, Limit, Owner, Ref, Repo, RepoPath, scoped_tool
+from tools.core import READ, TOGGLE, GitHubCaller, Limit, Owner, Ref, Repo, RepoPath, progress, scoped_tool
 
 
 class Repository(BaseModel):
@@ -112,11 +112,14 @@ def register(mcp: MCPServer, github: GitHubCaller) -> None:
 
     @scoped_tool(mcp, "repo:read", annotations=READ)
     async def search_repositories(
-        query: Annotated[str, Field(min_length=1, max_length=256)], limit: Limit = 10
+        ctx: Context, query: Annotated[str, Field(min_length=1, max_length=256)], limit: Limit = 10
     ) -> SearchResult:
         """Search repositories with GitHub's syntax, e.g. 'mcp language:python stars:>100'."""
+        report = progress(ctx, limit)
         items = await github.call(
-            lambda token: api.paginate(token, ("search", "repositories"), {"q": query}, limit, items_key="items")
+            lambda token: api.paginate(
+                token, ("search", "repositories"), {"q": query}, limit, items_key="items", on_page=report
+            )
         )
         return SearchResult(query=query, repositories=[Repository.model_validate(i) for i in items])
 

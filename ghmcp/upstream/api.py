@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -153,10 +153,12 @@ class GitHubClient:
         *,
         items_key: str | None = None,
         keep: Callable[[Any], bool] = lambda item: True,
+        on_page: Callable[[int], Awaitable[None]] | None = None,
     ) -> list[Any]:
         """Up to `limit` items, following `Link: rel="next"` (search answers wrap them in `items_key`).
 
         At most `MAX_PAGES` requests, so a filter (`keep`) that drops most items cannot walk a huge list.
+        `on_page` hears how many items are gathered after each page (tools send it as progress).
         """
         url: str | None = self.api_url_for(path, params | {"per_page": str(min(max(limit, 1), 100))})
         items: list[Any] = []
@@ -167,6 +169,8 @@ class GitHubClient:
             page = answer.data[items_key] if items_key else answer.data
             items.extend(item for item in page if keep(item))
             url = self._next_page(answer.link)
+            if on_page is not None:
+                await on_page(min(len(items), limit))
         return items[:limit]
 
     async def send(self, token: str, method: str, path: tuple[str, ...], body: dict[str, Any] | None = None) -> Any:

@@ -36,6 +36,7 @@ from ghmcp.web.routes import server_routes
 from github_provider import GitHubOAuthProvider
 from tools import register_tools
 from tools.arguments import ArgumentErrors
+from tools.confirm import ConfirmWrites
 from tools.resources import CACHE_HINTS
 
 logger = logging.getLogger("mcp_server")
@@ -133,6 +134,7 @@ def build_app(settings: Settings) -> Starlette:
     mcp.middleware.extend([tool_calls] if tool_calls else [])  # outside the scope check: refusals count too
     mcp.middleware.append(ScopeCheck(mcp))  # the one scope decision, on what the SDK decoded
     mcp.middleware.append(ArgumentErrors(mcp))  # one sentence per bad argument, inside the scope check
+    mcp.middleware.extend([ConfirmWrites(mcp)] if settings.confirm_writes else [])  # tools/confirm.py
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     require_declared_scopes(mcp)
 
