@@ -19,7 +19,7 @@ def tools(mcp: MCPServer) -> list[Tool]:
 
 
 def tool(mcp: MCPServer, name: str) -> Tool | None:
-    """One tool by name without building the list: read on every `tools/call` (tools/confirm.py)."""
+    """One tool by name without building the list: read on every `tools/call` (ghmcp/auth/confirm.py)."""
     return mcp._tool_manager.get_tool(name)
 
 

@@ -21,9 +21,9 @@ from mcp.types import (
     ToolAnnotations,
 )
 
+from ghmcp.auth.confirm import MISMATCH, QUESTION, ConfirmWrites
 from tests.fake_github import FakeGitHub
 from tests.support import ServerProcess, bearer_client, sign_in_tokens, tool_error
-from tools.confirm import MISMATCH, QUESTION, ConfirmWrites
 
 pytestmark = pytest.mark.anyio
 

@@ -9,4 +9,5 @@ clients.py       registered clients and metadata-document clients (cimd.py), reg
                  (registration.py)
 keys.py          hashing, encryption at rest, signing, key derivation, the key ring
 token_cache.py   the half-second memory of verified tokens
+confirm.py       `ConfirmWrites`: a write tool runs only after the user confirms it (an SDK middleware)
 """

@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 
 from ghmcp import audit, sdk
 from ghmcp.asgi.unavailable import Unavailable
+from ghmcp.auth.confirm import ConfirmWrites
 from ghmcp.auth.keys import Keyring, load_or_create_secret_key
 from ghmcp.auth.scopes import DEFAULT_SCOPES, SCOPES, ScopeCheck, require_declared_scopes
 from ghmcp.config import ConfigError, Settings
@@ -36,7 +37,6 @@ from ghmcp.web.routes import server_routes
 from github_provider import GitHubOAuthProvider
 from tools import register_tools
 from tools.arguments import ArgumentErrors
-from tools.confirm import ConfirmWrites
 from tools.resources import CACHE_HINTS
 
 logger = logging.getLogger("mcp_server")
@@ -134,7 +134,7 @@ def build_app(settings: Settings) -> Starlette:
     mcp.middleware.extend([tool_calls] if tool_calls else [])  # outside the scope check: refusals count too
     mcp.middleware.append(ScopeCheck(mcp))  # the one scope decision, on what the SDK decoded
     mcp.middleware.append(ArgumentErrors(mcp))  # one sentence per bad argument, inside the scope check
-    mcp.middleware.extend([ConfirmWrites(mcp)] if settings.confirm_writes else [])  # tools/confirm.py
+    mcp.middleware.extend([ConfirmWrites(mcp)] if settings.confirm_writes else [])  # ghmcp/auth/confirm.py
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     require_declared_scopes(mcp)
 
