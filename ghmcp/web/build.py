@@ -27,7 +27,7 @@ from ghmcp.storage import StorageURLError, StoreUnavailable, open_storage
 from ghmcp.storage.redis_pool import tls_refusal
 from ghmcp.storage.sqlite import sqlite_path
 from ghmcp.upstream.api import GitHubClient, new_http_client
-from ghmcp.web import demo
+from ghmcp.web import container_check, demo
 from ghmcp.web.access_log import MCP_PATHS, RequestLog
 from ghmcp.web.consent import BrowserCookies
 from ghmcp.web.mcp_routes import DirectToMcp, direct_endpoints, gate_mcp_routes
@@ -77,8 +77,10 @@ def key_ring(settings: Settings) -> list[str]:
 
 
 async def check_startup(settings: Settings) -> None:
-    """Before serving: the key ring must read the store, and allow-lists apply to existing sign-ins."""
+    """Before serving: a warning for a store its container will lose; the key ring must read the store, and
+    allow-lists apply to existing sign-ins."""
     audit.configure(settings.audit_log)  # sign-ins ended below are audited too
+    container_check.warn_if_ephemeral(settings.storage_url)
     provider = build_provider(settings)
     try:
         checks = provider.keyring.check_values()
