@@ -8,6 +8,7 @@ root between runs. Debian's own client (/usr/bin/docker) talks to Debian's docke
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -75,8 +76,29 @@ def logs(env: dict[str, str], container: str) -> str:
 @contextlib.contextmanager
 def running_dockerd() -> Iterator[dict[str, str]]:
     """A dockerd of our own (own socket, own data root under CACHE); yields the environment that reaches it.
-    Host networking only: no bridge and no iptables rules are made on the machine."""
+    Host networking only: no bridge and no iptables rules are made on the machine. One test run at a time
+    uses the data root (a lock file); containers a killed run left there are removed first."""
     CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "lock").open("w") as lock:
+        wait_for("the cache lock (another container test is running)", lambda: _try_lock(lock), 240, 1)
+        with _dockerd() as env:
+            leftovers = run([DOCKER, "ps", "--all", "--quiet"], env, 30).split()
+            if leftovers:
+                run([DOCKER, "rm", "--force", "--volumes", *leftovers], env, 120)
+            run([DOCKER, "volume", "prune", "--force"], env, 120)
+            yield env
+
+
+def _try_lock(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _dockerd() -> Iterator[dict[str, str]]:
     run_dir = Path(tempfile.mkdtemp(prefix="ghmcp-d-", dir="/tmp"))  # short: a socket path has at most 107 bytes
     socket_path = run_dir / "docker.sock"
     env = {
@@ -136,13 +158,16 @@ def build_image(env: dict[str, str], base: str, tag: str) -> None:
 
 @dataclass
 class Stack:
-    """The compose project: `docker-compose` 1.29 with deploy/compose.yaml and the test's variables."""
+    """The compose project: `docker-compose` 1.29 with deploy/compose.yaml and the test's variables (from the
+    environment, and `env_file` rather than a developer's deploy/.env)."""
 
     project: str
     env: dict[str, str]
+    env_file: Path
 
     def compose(self, *args: str, timeout: float = 120) -> str:
-        command = ["docker-compose", "--file", str(COMPOSE_FILE), "--project-name", self.project, *args]
+        command = ["docker-compose", "--file", str(COMPOSE_FILE), "--env-file", str(self.env_file)]
+        command += ["--project-name", self.project, *args]
         return run(command, self.env, timeout)
 
     def container(self, service: str) -> str:
@@ -169,9 +194,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(env: dict[str, str], project: str) -> Iterator[Stack]:
+def running_stack(env: dict[str, str], env_file: Path, project: str) -> Iterator[Stack]:
     """`up -d` with images already built; `down --volumes` at the end, whatever happened."""
-    stack = Stack(project, env)
+    stack = Stack(project, env, env_file)
     try:
         stack.compose("up", "--detach", "--no-build", timeout=180)
         yield stack

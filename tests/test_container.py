@@ -69,7 +69,7 @@ async def test_the_compose_stack_serves_signs_in_survives_restarts_and_stops_gra
         base = base_image(docker)
         build_image(docker, base, IMAGE)
         stack_env = stack_variables(docker, base, github_url, tmp_path)
-        with running_stack(stack_env, f"ghmcp-test-{secrets.token_hex(4)}") as stack:
+        with running_stack(stack_env, Path(stack_env["MCP_ENV_FILE"]), f"ghmcp-test-{secrets.token_hex(4)}") as stack:
             stack.wait_healthy("redis", "mcp1", "mcp2")
             root = wait_for("Caddy's root", lambda: stack.compose("exec", "-T", "caddy", "cat", CADDY_ROOT), 60)
             (tmp_path / "caddy-root.pem").write_text(root)
