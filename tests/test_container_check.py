@@ -41,6 +41,11 @@ def test_a_tmpfs_is_no_better_than_the_root() -> None:
     assert warning is not None and "a tmpfs at /run" in warning
 
 
+def test_a_root_on_a_plain_disk_is_left_alone() -> None:
+    disk_root = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard"
+    assert ephemeral_store_warning(PurePosixPath("/data/mcp.sqlite3"), disk_root + "\n" + SYSTEM) is None
+
+
 def test_escaped_mount_points_and_the_latest_mount_win() -> None:
     assert holding_mount(PurePosixPath("/my data"), "\n".join([ROOT, SPACED])) == ("/my data", "ext4")
     hidden = "\n".join([ROOT, VOLUME, "372 361 0:71 / /data rw - tmpfs tmpfs rw"])

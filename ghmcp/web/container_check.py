@@ -8,9 +8,11 @@ legitimate. How it decides:
 
 - in a container: `/.dockerenv` (Docker), `/run/.containerenv` (Podman) or `KUBERNETES_SERVICE_HOST`
   (every Kubernetes pod) exists;
-- the database's directory sits on the container's root filesystem, or on a tmpfs, according to the
-  mount that holds it in /proc/self/mountinfo (the longest mount point above it). A mounted volume
-  (named or bind, a PersistentVolume) is a mount of its own.
+- the database's directory sits on the container's layered root filesystem (overlay, as Docker,
+  Podman and containerd make it), or on a tmpfs, according to the mount that holds it in
+  /proc/self/mountinfo (the longest mount point above it). A mounted volume (named or bind, a
+  PersistentVolume) is a mount of its own. A root on a plain disk (ext4 on a block device, as some
+  virtual machines built from images have, `/.dockerenv` and all) is left alone: it may well persist.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from ghmcp.storage.sqlite import sqlite_path
 logger = logging.getLogger("mcp_server")
 
 CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
-EPHEMERAL_FILESYSTEMS = {"tmpfs", "ramfs"}  # gone with the container (or with a reboot) like its root
+EPHEMERAL_FILESYSTEMS = {"tmpfs", "ramfs"}  # in memory: gone with the container, wherever mounted
+LAYERED_FILESYSTEMS = {"overlay", "aufs", "fuse.fuse-overlayfs"}  # a container's own root: gone with it
 
 
 def warn_if_ephemeral(storage_url: str) -> None:
@@ -50,7 +53,8 @@ def ephemeral_store_warning(database: PurePath, mountinfo: str) -> str | None:
     """The warning for a SQLite file at `database` (absolute) inside a container with these mounts, or None
     when its directory is on a mounted volume."""
     mount_point, filesystem = holding_mount(database.parent, mountinfo)
-    if mount_point != "/" and filesystem not in EPHEMERAL_FILESYSTEMS:
+    layered_root = mount_point == "/" and filesystem in LAYERED_FILESYSTEMS
+    if not layered_root and filesystem not in EPHEMERAL_FILESYSTEMS:
         return None
     where = "the container's own filesystem" if mount_point == "/" else f"a {filesystem} at {mount_point}"
     return (
