@@ -33,19 +33,19 @@ BASE_IMAGE = "ghmcp-test-base:bookworm"
 BASE_PACKAGES = "python3,python3-venv,ca-certificates,redis-server,caddy"
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 HOST_CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
-INSTALL = "apt-get install docker.io docker-compose debootstrap"
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 
 
 def require_docker() -> None:
     """Skip without docker, unless CI=true, where a missing program fails the test (.ci/run installs them)."""
     missing = [p for p in PROGRAMS if shutil.which(p) is None] + ([] if Path(DOCKER).exists() else [DOCKER])
+    problem = f"{', '.join(missing)} not installed (apt-get install docker.io docker-compose debootstrap)"
+    if not missing and os.geteuid() != 0:
+        missing, problem = ["root"], "not running as root: dockerd and debootstrap need it"
     if missing and os.environ.get("CI") == "true":
-        pytest.fail(
-            f"CI=true but {', '.join(missing)} is missing: apt-get install docker.io docker-compose debootstrap"
-        )
+        pytest.fail(f"CI=true but {problem}")
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (apt-get install docker.io docker-compose debootstrap)")
+        pytest.skip(problem)
 
 
 def run(command: list[str], env: dict[str, str], timeout: float, **kwargs: Any) -> str:
