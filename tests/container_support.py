@@ -101,12 +101,7 @@ def _try_lock(lock: IO[str]) -> bool:
 def _dockerd() -> Iterator[dict[str, str]]:
     run_dir = Path(tempfile.mkdtemp(prefix="ghmcp-d-", dir="/tmp"))  # short: a socket path has at most 107 bytes
     socket_path = run_dir / "docker.sock"
-    env = {
-        **os.environ,
-        "DOCKER_HOST": f"unix://{socket_path}",
-        "DOCKER_BUILDKIT": "1",
-        "COMPOSE_DOCKER_CLI_BUILD": "1",
-    }
+    env = {**os.environ, "DOCKER_HOST": f"unix://{socket_path}", "DOCKER_BUILDKIT": "1"}
     with (CACHE / "dockerd.log").open("ab") as log:
         daemon = subprocess.Popen(
             [
