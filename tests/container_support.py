@@ -127,7 +127,16 @@ def _dockerd() -> Iterator[dict[str, str]]:
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait(timeout=10)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        # dockerd leaves its network namespace bind-mounted under the exec root: unmount it, then remove it all.
+        for mount_point in mounts_under(run_dir):
+            subprocess.run(["umount", "--lazy", mount_point], check=True, timeout=30)
+        shutil.rmtree(run_dir)
+
+
+def mounts_under(directory: Path) -> list[str]:
+    """Mount points inside `directory`, deepest first (from /proc/self/mountinfo)."""
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return sorted((p for p in points if Path(p).is_relative_to(directory)), key=len, reverse=True)
 
 
 def base_image(env: dict[str, str]) -> str:

@@ -22,6 +22,7 @@ from tests.container_support import (
     base_image,
     build_image,
     logs,
+    mounts_under,
     require_docker,
     run,
     running_dockerd,
@@ -85,6 +86,8 @@ async def test_the_compose_stack_serves_signs_in_survives_restarts_and_stops_gra
         assert stack.containers() == []  # `down` removed every container of the project
         ephemeral_store_is_warned_about(docker, github_url)
         assert run([DOCKER, "ps", "--all", "--quiet"], docker, 30).split() == []
+    socket = Path(docker["DOCKER_HOST"].removeprefix("unix://"))
+    assert not socket.parent.exists() and not mounts_under(socket.parent)  # dockerd stopped, nothing left mounted
 
 
 def stack_variables(docker: dict[str, str], base: str, github_url: str, tmp_path: Path) -> dict[str, str]:
