@@ -47,6 +47,7 @@ pytestmark = pytest.mark.anyio
 IMAGE = "ghmcp:test"
 CADDY_ROOT = "/data/caddy/pki/authorities/local/root.crt"  # Caddy's local CA (XDG_DATA_HOME=/data)
 TOKEN_CACHE_SECONDS = 0.6  # a replica remembers a verified token for at most 0.5 s (docs/replicas.md)
+STARTED = "Application startup complete"  # uvicorn's line once the app's lifespan has started
 ACCESS_LINE = re.compile(r"INFO mcp_server: (GET|POST) /(?!healthz)\S* \d{3}$", re.MULTILINE)
 
 
@@ -198,13 +199,14 @@ def ephemeral_store_is_warned_about(docker: dict[str, str], github_url: str) -> 
 
 
 def first_log(docker: dict[str, str], github_url: str, volume: str | None) -> str:
-    """The log of one container of the image up to `Listening on`; the container (and volume) removed after."""
+    """The log of one container of the image until its application has started (the warning is logged as it
+    starts); the container (and volume) removed after."""
     settings = {"MCP_PORT": str(free_port()), "MCP_GITHUB_CLIENT_ID": "id", "MCP_GITHUB_CLIENT_SECRET": "secret"}
     command = [DOCKER, "run", "--detach", "--network=host", *(f"--env={k}={v}" for k, v in settings.items())]
     command += [f"--volume={volume}:/data"] if volume else []
     container = run([*command, IMAGE], docker, 60).strip()
     try:
-        return str(wait_for("Listening on", lambda: "Listening on" in (log := logs(docker, container)) and log, 60))
+        return str(wait_for("the start", lambda: STARTED in (log := logs(docker, container)) and log, 60))
     except AssertionError:
         print(logs(docker, container))  # shown by pytest with the failure
         raise

@@ -77,10 +77,8 @@ def key_ring(settings: Settings) -> list[str]:
 
 
 async def check_startup(settings: Settings) -> None:
-    """Before serving: a warning for a store its container will lose; the key ring must read the store, and
-    allow-lists apply to existing sign-ins."""
+    """Before serving: the key ring must read the store, and allow-lists apply to existing sign-ins."""
     audit.configure(settings.audit_log)  # sign-ins ended below are audited too
-    container_check.warn_if_ephemeral(settings.storage_url)
     provider = build_provider(settings)
     try:
         checks = provider.keyring.check_values()
@@ -193,6 +191,7 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         logger.info("Store: %s", store_description(settings.storage_url))
+        container_check.warn_if_ephemeral(settings.storage_url)  # not in check_startup: an error stays one line
         sweeper = asyncio.create_task(_sweep_forever(settings, provider))
         try:
             async with inner(app):
