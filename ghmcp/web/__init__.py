@@ -9,4 +9,5 @@ account.py     /account: the user's connected apps
 ratelimit.py   per-address rate limits and body bounds
 access_log.py  the access line and the escaping log formatter
 demo.py        --demo: the GitHub stand-in mounted on this server
+container_check.py  the start-up warning for a SQLite store on a container's own disk
 """

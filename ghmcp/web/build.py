@@ -28,7 +28,7 @@ from ghmcp.storage import StorageURLError, StoreUnavailable, open_storage
 from ghmcp.storage.redis_pool import tls_refusal
 from ghmcp.storage.sqlite import sqlite_path
 from ghmcp.upstream.api import GitHubClient, new_http_client
-from ghmcp.web import demo
+from ghmcp.web import container_check, demo
 from ghmcp.web.access_log import MCP_PATHS, RequestLog
 from ghmcp.web.consent import BrowserCookies
 from ghmcp.web.mcp_routes import DirectToMcp, direct_endpoints, gate_mcp_routes
@@ -193,6 +193,7 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         logger.info("Store: %s", store_description(settings.storage_url))
+        container_check.warn_if_ephemeral(settings.storage_url)  # not in check_startup: an error stays one line
         sweeper = asyncio.create_task(_sweep_forever(settings, provider))
         try:
             async with inner(app):
