@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +14,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
+    CallToolResult,
     ClientCapabilities,
     ElicitationCapability,
     ElicitRequestFormParams,
@@ -21,7 +23,8 @@ from mcp.types import (
     ToolAnnotations,
 )
 
-from ghmcp.auth.confirm import MISMATCH, QUESTION, ConfirmWrites
+from ghmcp.auth.confirm import MISMATCH, QUESTION, USED, ConfirmWrites
+from ghmcp.storage import open_storage
 from tests.fake_github import FakeGitHub
 from tests.support import ServerProcess, bearer_client, sign_in_tokens, tool_error
 
@@ -192,7 +195,7 @@ async def test_confirmation_off_writes_at_once(start_server: StartServer, github
     assert writes(github) == [("POST", "/repos/bob/website/issues")]
 
 
-async def test_the_state_names_the_action_even_without_the_sdks_binding() -> None:
+async def test_the_state_names_the_action_even_without_the_sdks_binding(tmp_path: Path) -> None:
     """The middleware alone, without the SDK's seal around it (as if a forker's policy bound no principal):
     a state given for other arguments is refused, and only the matching one with `accept` runs the tool."""
     mcp = MCPServer("confirm")
@@ -219,7 +222,8 @@ async def test_the_state_names_the_action_even_without_the_sdks_binding() -> Non
             params=params,
         )
 
-    confirm = ConfirmWrites(mcp)
+    store = open_storage(f"sqlite:///{tmp_path / 'mcp.sqlite3'}", unused_client_seconds=60, idle_client_seconds=60)
+    confirm = ConfirmWrites(mcp, store, 600)
     asked = await confirm(request("hello"), call_next)
     assert isinstance(asked, InputRequiredResult) and ran == []
     accept = {QUESTION: {"action": "accept", "content": {}}}
@@ -228,6 +232,9 @@ async def test_the_state_names_the_action_even_without_the_sdks_binding() -> Non
     assert ran == []
     await confirm(request("hello", requestState=asked.request_state, inputResponses=accept), call_next)
     assert ran == [{"name": "post", "arguments": {"text": "hello"}}]
+    again = await confirm(request("hello", requestState=asked.request_state, inputResponses=accept), call_next)
+    assert isinstance(again, dict) and again["isError"] and len(ran) == 1  # one yes, one run
+    await store.close()
 
 
 async def test_bad_arguments_are_refused_before_anyone_is_asked(server: ServerProcess, github: FakeGitHub) -> None:
@@ -247,4 +254,27 @@ async def test_stateless_http(start_server: StartServer, github: FakeGitHub) -> 
     async with bearer_client(server, token, elicitation_callback=User("accept"), mode="legacy") as client:
         legacy = await client.call_tool("create_issue", {**ISSUE, "title": "Second"})
     assert "this connection cannot carry the question" in tool_error(legacy)
+    assert writes(github) == [("POST", "/repos/bob/website/issues")]
+
+
+async def test_an_accepted_confirmation_is_spent_on_first_use(server: ServerProcess, github: FakeGitHub) -> None:
+    """A replayed (or blindly retried) accepted state writes nothing again: one yes, one write."""
+    accept = {QUESTION: ElicitResult(action="accept", content={})}
+    async with bearer_client(server, await access_token(server), elicitation_callback=User("accept")) as client:
+        first = await client.session.call_tool("create_issue", ISSUE, allow_input_required=True)
+        assert isinstance(first, InputRequiredResult) and first.request_state is not None
+        answers = []
+        for _ in range(2):
+            answers.append(
+                await client.session.call_tool(
+                    "create_issue",
+                    ISSUE,
+                    input_responses=accept,  # type: ignore[arg-type]
+                    request_state=first.request_state,
+                    allow_input_required=True,
+                )
+            )
+    assert isinstance(answers[0], CallToolResult) and not answers[0].is_error
+    assert isinstance(answers[1], CallToolResult) and answers[1].is_error
+    assert tool_error(answers[1]) == USED
     assert writes(github) == [("POST", "/repos/bob/website/issues")]

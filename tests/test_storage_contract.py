@@ -484,3 +484,11 @@ async def test_redis_drops_a_revoked_family_and_its_tokens_at_once(redis_url: st
     finally:
         await client.aclose()
         await store.close()
+
+
+async def test_use_once_has_one_winner(stores: OpenStore) -> None:
+    a, b = stores(), stores()
+    expires = time.time() + 60
+    results = await asyncio.gather(*(store.use_once("nonce-hash", expires) for store in (a, b, a, b)))
+    assert sorted(results) == [False, False, False, True]
+    assert await a.use_once("another", expires)

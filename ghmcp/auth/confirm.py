@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
+import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import replace
@@ -43,7 +45,9 @@ from mcp_types.version import is_version_at_least
 from pydantic import ValidationError
 
 from ghmcp import audit, sdk
+from ghmcp.auth.keys import token_hash
 from ghmcp.auth.records import GitHubAccessToken
+from ghmcp.storage import Storage
 
 QUESTION = "confirm_write"  # the key of the one input request
 MULTI_ROUND = "2026-07-28"  # first revision that carries elicitation in `input_required` results
@@ -52,13 +56,16 @@ _NOTHING_UNTIL = "Nothing is sent to GitHub unless you accept."
 MISMATCH = (
     "This confirmation was given for another action or caller: nothing was done. Call the tool again to be asked."
 )
+USED = "This confirmation was already used: nothing was done again. Call the tool again to be asked."
 
 
 class ConfirmWrites:
     """Asks the user before every write tool runs; runs it only on their `accept`."""
 
-    def __init__(self, mcp: MCPServer) -> None:
+    def __init__(self, mcp: MCPServer, storage: Storage, state_seconds: float) -> None:
         self.mcp = mcp
+        self.storage = storage
+        self.state_seconds = state_seconds  # how long the SDK accepts a sealed state: each is spent before then
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         params = ctx.params if isinstance(ctx.params, Mapping) else {}
@@ -76,7 +83,8 @@ class ConfirmWrites:
         if state is None:
             return _ask(ctx, tool, arguments, shown)
         # The SDK checked the seal, expiry, tool, arguments and principal; this is the same rule again, in words.
-        if state != _binding(tool.name, arguments):
+        binding, _, nonce = str(state).rpartition(":")
+        if not nonce or binding != _binding(tool.name, arguments):
             _audit(tool.name, "mismatch")
             raise MCPError(INVALID_PARAMS, MISMATCH)
         answer = _answer(params.get("inputResponses"))
@@ -84,6 +92,10 @@ class ConfirmWrites:
             return _ask(ctx, tool, arguments, shown)
         if answer.action != "accept":
             return _not_done(tool.name, answer.action)
+        # One yes, one write: an accepted state is spent on first use, on every replica (single use, as codes are).
+        if not await self.storage.use_once(token_hash(nonce), time.time() + self.state_seconds):
+            _audit(tool.name, "replayed")
+            return _error(USED)
         _audit(tool.name, "accepted")
         # The tool gets a plain call: the confirmation rounds are this middleware's, not the tool's.
         plain = {k: v for k, v in params.items() if k not in ("requestState", "inputResponses")}
@@ -120,8 +132,10 @@ def _ask(ctx: ServerRequestContext[Any, Any], tool: Tool, arguments: Any, shown:
         return _cannot_ask(tool.name)
     _audit(tool.name, "asked")
     question = ElicitRequest(params=ElicitRequestFormParams(message=_message(tool, shown), requested_schema=SCHEMA))
-    # The SDK's RequestStateBoundary seals this state on the way out (MCP 2026-07-28: requestState is untrusted).
-    return InputRequiredResult(input_requests={QUESTION: question}, request_state=_binding(tool.name, arguments))
+    # The SDK's RequestStateBoundary seals this state on the way out (MCP 2026-07-28: requestState is untrusted);
+    # the nonce makes each question's yes single-use.
+    state = f"{_binding(tool.name, arguments)}:{secrets.token_urlsafe(16)}"
+    return InputRequiredResult(input_requests={QUESTION: question}, request_state=state)
 
 
 def _validated(tool: Tool, arguments: Any) -> dict[str, Any] | None:

@@ -245,6 +245,10 @@ class Storage(Protocol):
         """Revoke one family; its grant goes too when no live family or unexchanged code needs it."""
         ...
 
+    async def use_once(self, key_hash: str, expires_at: float) -> bool:
+        """True for the first use of `key_hash`, False for every later one (kept until `expires_at`)."""
+        ...
+
     # Admission: a login stays bound to the GitHub account first admitted with it.
     async def pin_login(self, login: str, github_id: int) -> int:
         """The account id pinned for `login` (this one when it is new)."""

@@ -13,6 +13,7 @@ Redis down or unreachable: every method raises `StoreUnavailable`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from typing import Any, cast
 
@@ -205,6 +206,9 @@ class RedisStorage:
     async def revoke_family(self, family_id: str, now: float) -> Released | None:
         found = await self._run("REVOKE_FAMILY", family_id, now)
         return released_from(found[1]) if len(found) > 1 else None
+
+    async def use_once(self, key_hash: str, expires_at: float) -> bool:
+        return bool(await self.redis.set(f"{PREFIX}once:{key_hash}", "1", nx=True, pxat=math.ceil(expires_at * 1000)))
 
     async def pin_login(self, login: str, github_id: int) -> int:
         async with self.redis.pipeline(transaction=True) as pipe:

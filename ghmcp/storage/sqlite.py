@@ -240,6 +240,12 @@ class SQLiteStorage(SQLiteFile):
             ).fetchone()
             return None if row is None else release_if_unneeded(db, row["grant_id"], now)
 
+    async def use_once(self, key_hash: str, expires_at: float) -> bool:
+        cursor = self._run(
+            "INSERT OR IGNORE INTO used_once (key_hash, expires_at) VALUES (?, ?)", (key_hash, expires_at)
+        )
+        return cursor.rowcount == 1
+
     async def pin_login(self, login: str, github_id: int) -> int:
         with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO logins (login, github_id) VALUES (?, ?)", (login.lower(), github_id))

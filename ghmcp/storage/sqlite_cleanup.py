@@ -24,6 +24,7 @@ def expired(
     """Per table, the DELETE of rows that can no longer be used, in the order they must run."""
     return {
         "pending": ("DELETE FROM pending WHERE expires_at <= ?", (now,)),
+        "used_once": ("DELETE FROM used_once WHERE expires_at <= ?", (now,)),
         "codes": ("DELETE FROM codes WHERE expires_at <= ?", (now,)),
         "tokens": (
             "DELETE FROM tokens WHERE expires_at <= ?"

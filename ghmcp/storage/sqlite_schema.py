@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS consents (
     scopes TEXT NOT NULL, approved_at REAL NOT NULL,
     PRIMARY KEY (subject, client_id, redirect_uri));
 CREATE TABLE IF NOT EXISTS logins (login TEXT PRIMARY KEY, github_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS used_once (key_hash TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID;
 """
 
 

@@ -134,7 +134,8 @@ def build_app(settings: Settings) -> Starlette:
     mcp.middleware.extend([tool_calls] if tool_calls else [])  # outside the scope check: refusals count too
     mcp.middleware.append(ScopeCheck(mcp))  # the one scope decision, on what the SDK decoded
     mcp.middleware.append(ArgumentErrors(mcp))  # one sentence per bad argument, inside the scope check
-    mcp.middleware.extend([ConfirmWrites(mcp)] if settings.confirm_writes else [])  # ghmcp/auth/confirm.py
+    if settings.confirm_writes:  # the user says yes to each write, innermost: only calls that would run are asked
+        mcp.middleware.append(ConfirmWrites(mcp, provider.storage, request_state.ttl))
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # the SDK's log setup would print every GitHub URL
     require_declared_scopes(mcp)
 
