@@ -40,9 +40,9 @@ class RoundRobin:
             if not message.get("more_body", False):
                 break
         query = f"?{scope['query_string'].decode()}" if scope["query_string"] else ""
-        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        dropped = HOP_BY_HOP if self.bearer is None else HOP_BY_HOP - {b"host"} | {b"authorization"}
+        headers = [(k, v) for k, v in scope["headers"] if k not in dropped]
         if self.bearer is not None:
-            headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP - {b"host"} | {b"authorization"}]
             headers.append((b"authorization", f"Bearer {self.bearer}".encode()))
         request = self.http.build_request(
             scope["method"], f"{upstream}{scope['path']}{query}", headers=headers, content=body

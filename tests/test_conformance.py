@@ -3,8 +3,8 @@ tests/conformance/package.json) against this server, signed in through its real 
 
 The suite speaks no OAuth, so a loopback proxy adds the bearer token and forwards everything else,
 the `Host` header included, unchanged. Every scenario the 2026-07-28 revision requires runs; a
-failure fails the test unless tests/conformance/baseline.yml lists the scenario as fixture-only
-(it calls the suite's own tools, prompts or resources, which this server does not define).
+failed or warning check fails the test unless tests/conformance/baseline.yml lists it as
+fixture-only (it calls the suite's own tools, prompts or resources, which this server lacks).
 
 Node 22 and the suite come from the npm registry (`npm ci` in tests/conformance/; .ci/run does
 it). Without them the test skips, except under CI=true where it fails.
