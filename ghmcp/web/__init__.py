@@ -4,6 +4,7 @@ build.py       composition: settings in, one ASGI app out; `check_startup` befor
 serve.py       the listening sockets, uvicorn, a shutdown that lets answers finish
 mcp_routes.py  /mcp and /sse straight to the bearer gate
 routes.py      /, /favicon.ico, /authorize, /github/callback, /revoke, metadata, /healthz
+identity.py    the server's version and icons (served at /icons/<name>), icons for every tool
 consent.py     the consent page, its CSRF and browser binding
 account.py     /account: the user's connected apps
 ratelimit.py   per-address rate limits and body bounds

@@ -28,7 +28,7 @@ from ghmcp.storage import StorageURLError, StoreUnavailable, open_storage
 from ghmcp.storage.redis_pool import tls_refusal
 from ghmcp.storage.sqlite import sqlite_path
 from ghmcp.upstream.api import GitHubClient, new_http_client
-from ghmcp.web import container_check, demo
+from ghmcp.web import container_check, demo, identity
 from ghmcp.web.access_log import MCP_PATHS, RequestLog
 from ghmcp.web.consent import BrowserCookies
 from ghmcp.web.mcp_routes import DirectToMcp, direct_endpoints, gate_mcp_routes
@@ -122,14 +122,18 @@ def build_app(settings: Settings) -> Starlette:
     )
     # Shared keys: a request state sealed by one replica opens on every other.
     request_state = RequestStateSecurity(keys=provider.keyring.request_state_keys())
+    icons = identity.icons(settings.server_url)
     mcp = MCPServer(
         settings.app_name,
+        version=identity.VERSION,
+        icons=icons,
         auth_server_provider=provider,
         auth=auth,
         request_state_security=request_state,
         cache_hints=CACHE_HINTS,  # tools/resources.py: what a client may reuse, and for how long
     )
     register_tools(mcp, provider)
+    identity.give_tools_icons(mcp, icons)
     tool_calls = observer.tool_calls(frozenset(t.name for t in sdk.tools(mcp))) if observer else None
     mcp.middleware.extend([tool_calls] if tool_calls else [])  # outside the scope check: refusals count too
     mcp.middleware.append(ScopeCheck(mcp))  # the one scope decision, on what the SDK decoded

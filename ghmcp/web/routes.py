@@ -1,5 +1,5 @@
-"""HTTP routes this server adds to the SDK's: the landing page, the GitHub callback, revocation,
-metadata, health."""
+"""HTTP routes this server adds to the SDK's: the landing page, icons, the GitHub callback,
+revocation, metadata, health."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ghmcp.auth.cimd import DocumentError, is_document_url
 from ghmcp.auth.records import AccountLogin
 from ghmcp.config import Settings
 from ghmcp.storage import StoreUnavailable, store_failure
-from ghmcp.web import demo
+from ghmcp.web import demo, identity
 from ghmcp.web.account import AccountPage
 from ghmcp.web.consent import BrowserCookies, ConsentPage
 from github_provider import MAX_STATE, GitHubOAuthProvider
@@ -231,6 +231,7 @@ def server_routes(
         *metadata_routes(auth, scopes, settings.app_name),
         Route("/", landing(settings), methods=["GET"]),
         Route("/favicon.ico", pages.favicon, methods=["GET"]),
+        Route("/icons/{name}", identity.icon, methods=["GET"]),
         Route("/authorize", Authorize(settings, provider).handle, methods=["GET", "POST"]),
         Route("/consent", consent.show, methods=["GET"]),
         Route("/consent", consent.submit, methods=["POST"]),
