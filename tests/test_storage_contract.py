@@ -462,12 +462,12 @@ async def test_a_grants_repositories_are_kept_and_only_compare_and_set_changes_t
     g, _, tokens = await signed_in(store)
     chosen = '[{"owner": "octocat", "repo": "hello-world", "owner_id": 1, "repo_id": 7}]'
     assert (await store.get_grant(g.grant_id)).repositories == ""  # type: ignore[union-attr]
-    assert await store.narrow_grant_repositories(g.grant_id, "", chosen)
-    assert not await store.narrow_grant_repositories(g.grant_id, "", "[]")  # a stale expectation loses
+    assert await store.replace_grant_repositories(g.grant_id, "", chosen)
+    assert not await store.replace_grant_repositories(g.grant_id, "", "[]")  # a stale expectation loses
     record = await store.get_token(tokens[0][0])
     assert record is not None and record.grant.repositories == chosen
     await store.kill_grant(g.grant_id)
-    assert not await store.narrow_grant_repositories(g.grant_id, chosen, "[]")
+    assert not await store.replace_grant_repositories(g.grant_id, chosen, "[]")
 
 
 def test_an_older_sqlite_file_gains_the_repositories_column(tmp_path: Path) -> None:

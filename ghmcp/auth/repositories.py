@@ -76,6 +76,7 @@ class Choice:
 
 
 ALL = Choice()
+NOTHING = "[]"  # stored while the user is still choosing: the grant reaches no repository
 
 
 def parse_names(text: str) -> list[tuple[str, str | None]]:

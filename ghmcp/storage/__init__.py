@@ -222,9 +222,10 @@ class Storage(Protocol):
         """Compare-and-swap on the stored refresh token; releases the lease."""
         ...
 
-    async def narrow_grant_repositories(self, grant_id: str, expected: str, repositories: str) -> bool:
+    async def replace_grant_repositories(self, grant_id: str, expected: str, repositories: str) -> bool:
         """Replace a live grant's repositories, only if they are still `expected` (compare-and-set: two
-        narrowings at once cannot undo each other). The caller computes the narrower choice."""
+        changes at once cannot undo each other). The caller decides the new choice (only ever narrower
+        than what a client could use: web/repositories.py, web/account.py)."""
         ...
 
     async def kill_grant(self, grant_id: str) -> None:

@@ -196,7 +196,7 @@ class SQLiteStorage(SQLiteFile):
         )
         return cursor.rowcount == 1
 
-    async def narrow_grant_repositories(self, grant_id: str, expected: str, repositories: str) -> bool:
+    async def replace_grant_repositories(self, grant_id: str, expected: str, repositories: str) -> bool:
         cursor = self._run(
             "UPDATE grants SET repositories = ? WHERE grant_id = ? AND dead = 0 AND repositories = ?",
             (repositories, grant_id, expected),

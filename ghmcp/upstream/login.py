@@ -99,8 +99,12 @@ class GitHubLogin:
             return AccountLogin.model_validate(record)
         return PendingAuthorization.model_validate(record)
 
-    async def complete(self, pending: PendingAuthorization, state: str, code: str) -> SignedIn | LoginOutcome:
-        """Exchange GitHub's code, admit the user, and record their grant (or where the browser goes instead)."""
+    async def complete(
+        self, pending: PendingAuthorization, state: str, code: str, repositories: str = ""
+    ) -> SignedIn | LoginOutcome:
+        """Exchange GitHub's code, admit the user, and record their grant (or where the browser goes instead).
+
+        `repositories`: the grant's choice as stored (ghmcp/auth/repositories.py; "" for every one)."""
         try:
             tokens = await self._exchange(state, code)
         except GitHubError as exc:
@@ -133,6 +137,7 @@ class GitHubLogin:
                 github_scopes=tokens.scopes,
                 dead=False,
                 admitted_via=admitted_via,
+                repositories=repositories,
             )
         )
         if replaced is not None:

@@ -63,6 +63,16 @@ class BrowserCookies:
         wanted = token_hash(state)
         return any(hmac.compare_digest(bound, wanted) for bound in self._logins(request))
 
+    # Issue 19: the sign-ins (by state) for which the user chose "only some repositories".
+    def mark_choosing(self, request: Request, response: Response, state: str) -> None:
+        marked = self.read(request, "mcp_choose", self.settings.state_seconds)
+        kept = [m for m in marked if isinstance(m, str)] if isinstance(marked, list) else []
+        self.write(response, "mcp_choose", [*kept, token_hash(state)][-MAX_LOGINS:], self.settings.state_seconds)
+
+    def choosing(self, request: Request, state: str) -> bool:
+        marked = self.read(request, "mcp_choose", self.settings.state_seconds)
+        return isinstance(marked, list) and token_hash(state) in marked
+
     def release_login(self, request: Request, response: Response, state: str) -> None:
         rest = [bound for bound in self._logins(request) if bound != token_hash(state)]
         if rest:
@@ -127,13 +137,16 @@ class ConsentPage:
             pending = await self.provider.pending(request_id)
             if pending is None:
                 return self._expired()
-            response = await self._approve(request, request_id, pending)
+            choose = str(form.get("repositories", "all")) == "chosen"
+            response = await self._approve(request, request_id, pending, choose_repositories=choose)
         else:
             return self._refused()
         self.cookies.clear(response, "mcp_csrf")  # single use
         return response
 
-    async def _approve(self, request: Request, request_id: str, pending: PendingAuthorization) -> Response:
+    async def _approve(
+        self, request: Request, request_id: str, pending: PendingAuthorization, *, choose_repositories: bool = False
+    ) -> Response:
         approved = await self.provider.approve(request_id)
         if approved is None:
             return self._expired()
@@ -141,7 +154,10 @@ class ConsentPage:
         audit.event("consent_given", client_id=pending.client_id, scopes=pending.scopes)
         response = RedirectResponse(github_url, status_code=303)
         self.cookies.bind_login(request, response, state)
-        if not self.settings.consent_always_ask:
+        if choose_repositories:
+            self.cookies.mark_choosing(request, response, state)
+        elif not self.settings.consent_always_ask:
+            # A limited sign-in is not remembered: the next one asks again rather than reach everything.
             self._remember(request, response, pending)
         return response
 
