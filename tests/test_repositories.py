@@ -186,7 +186,40 @@ async def test_a_repository_path_outside_any_call_fails_closed() -> None:
             await api.get("token", path)
     with pytest.raises(RepositoryRefused):
         await api.paginate("token", ("search", "issues"), {"q": "secret"}, 10)
-    listed = [{"full_name": "alice/dotfiles", "id": 1, "owner": {"id": 1001}}, {"login": "not-a-repository"}]
+    listed = [
+        {"full_name": "alice/dotfiles", "id": 1, "owner": {"id": 1001}},
+        {"type": "PushEvent", "repo": {"id": 1, "name": "alice/dotfiles"}},
+        {"login": "not-a-repository"},
+    ]
     api.http = httpx2.AsyncClient(transport=httpx2.MockTransport(lambda request: httpx2.Response(200, json=listed)))
     assert await api.get("token", ("user", "repos")) == [{"login": "not-a-repository"}]
     assert sent == []
+
+
+async def test_graphql_and_hidden_climbs_are_refused_for_a_limited_grant() -> None:
+    """A GraphQL body can name any repository; a segment holding '/../' could climb out of one."""
+    import httpx2
+
+    from ghmcp.auth.repositories import Bound, Boundary, decode
+    from ghmcp.upstream.api import GitHubClient
+    from ghmcp.upstream.boundary import EVERYTHING, RepositoryRefused, within
+    from ghmcp.upstream.errors import GitHubInvalidInput
+
+    sent: list[str] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        sent.append(str(request.url))
+        return httpx2.Response(200, json={"data": {}})
+
+    api = GitHubClient(httpx2.AsyncClient(transport=httpx2.MockTransport(answer)), "https://g", "https://a.g", "i", "s")
+    limited = Boundary("g", decode(json.dumps(ONLY_HELLO)), Bound())
+    with within(limited):
+        with pytest.raises(RepositoryRefused, match="GraphQL"):
+            await api.send("token", "POST", ("graphql",), {"query": '{ repository(owner: "alice") { id } }'})
+        with pytest.raises(GitHubInvalidInput):
+            await api.get("token", ("repos", "octocat", "hello-world", "contents", "../../alice/dotfiles"))
+        with pytest.raises(RepositoryRefused, match="not a GitHub owner/repository name"):
+            await api.get("token", ("REPOS", "octocat", "hello-world?x"))
+    assert sent == []
+    with within(EVERYTHING):
+        assert await api.send("token", "POST", ("graphql",), {"query": "{ viewer { login } }"}) == {"data": {}}

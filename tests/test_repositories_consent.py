@@ -10,6 +10,7 @@ from urllib.parse import urljoin
 import httpx2
 import pytest
 
+from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub
 from tests.support import (
     CLIENT_REDIRECT,
@@ -127,3 +128,17 @@ async def test_all_repositories_stays_the_default(server: ServerProcess, octocat
     async with bearer_client(server, tokens["access_token"]) as mcp:
         dotfiles = await mcp.call_tool("get_repository", {"owner": "alice", "repo": "dotfiles"})
     assert not dotfiles.is_error
+
+
+async def test_the_picker_offers_and_accepts_only_what_the_server_allows(
+    start_server: StartServer, octocat: FakeGitHub
+) -> None:
+    server = start_server(env={"MCP_ALLOWED_REPOSITORIES": "alice/hello-world"})
+    client = await ManualClient.register(server)
+    async with httpx2.AsyncClient(timeout=10) as http:
+        page = await picker(http, client)
+        outside = await choose(http, page, ["alice/dotfiles"])
+    assert offered(page) == ["alice/hello-world"]
+    assert (
+        outside.status_code == 400 and "alice/dotfiles is outside the repositories this server allows" in outside.text
+    )

@@ -199,6 +199,10 @@ def listed_repository(item: Any) -> tuple[str, str, int | None, int | None] | No
         return owner, repo, _int(item.get("id")), _int(item["owner"].get("id"))
     if isinstance(item.get("repository"), dict):
         return listed_repository(item["repository"])
+    repo = item.get("repo")  # events name theirs as {"id", "name": "owner/repo"}
+    if isinstance(repo, dict) and isinstance(repo.get("name"), str) and "/" in repo["name"]:
+        owner, _, name = repo["name"].partition("/")
+        return owner, name, _int(repo.get("id")), None
     url = item.get("repository_url")
     if isinstance(url, str) and url.count("/") >= 2:
         owner, repo = url.rstrip("/").split("/")[-2:]

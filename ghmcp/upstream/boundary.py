@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from ghmcp.auth.repositories import ALL, Bound, Boundary, Entry, listed_repository
+from ghmcp.auth.repositories import ALL, OWNER, REPO, Bound, Boundary, Entry, listed_repository
+from ghmcp.upstream.errors import GitHubInvalidInput
 
 CURRENT: ContextVar[Boundary | None] = ContextVar("repository_boundary", default=None)
 # No limit: for the sign-in itself (the picker lists the user's repositories to choose from; no grant yet).
@@ -47,11 +48,17 @@ def within(boundary: Boundary) -> Iterator[None]:
 
 def named_repository(path: tuple[str, ...]) -> tuple[str, str] | None:
     """(owner, repo) when the path names one: `repos/{o}/{r}/...` or `user/starred/{o}/{r}`."""
-    if len(path) >= 3 and path[0] == "repos":
+    head = tuple(segment.lower() for segment in path[:2])
+    if len(path) >= 3 and head[0] == "repos":
         return path[1], path[2]
-    if len(path) >= 4 and path[:2] == ("user", "starred"):
+    if len(path) >= 4 and head == ("user", "starred"):
         return path[2], path[3]
     return None
+
+
+def _climbs(segment: str) -> bool:
+    # A segment is percent-encoded whole, but a proxy that decodes %2F could read "a/../b" as a climb.
+    return any(part in (".", "..") for part in segment.replace("\\", "/").split("/"))
 
 
 # What resolves a name to GitHub's answer for it (GET /repos/{o}/{r}, sent past the guard).
@@ -68,19 +75,27 @@ class RepositoryGuard:
     async def check(self, path: tuple[str, ...], params: dict[str, str] | None, lookup: Lookup) -> None:
         boundary = CURRENT.get()
         named = named_repository(path)
-        if path[:1] == ("repositories",) or (path[:1] == ("search",) and params and "q" in params):
+        first = path[0].lower() if path else ""
+        if any(_climbs(segment) for segment in path):
+            raise GitHubInvalidInput("a name or path segment may not be '.' or '..', nor contain them between slashes")
+        if first == "graphql" and (boundary is None or not boundary.everything):
+            # A GraphQL query can name any repository in its body: only a grant that reaches all may send one.
+            raise RepositoryRefused("GraphQL", "requests cannot be held to chosen repositories")
+        if first == "repositories" or (first == "search" and params and "q" in params):
             if boundary is None:
                 raise RepositoryRefused("/".join(path[:2]), "cannot be reached outside a signed-in call")
-            if path[0] == "repositories" and not boundary.everything:
+            if first == "repositories" and not boundary.everything:
                 # Addressed by id alone: allowed only when every repository is (no name to check).
                 raise RepositoryRefused(f"repository #{path[1] if len(path) > 1 else ''}")
-            refused = boundary.refused_in_search(params["q"]) if path[0] == "search" and params else None
+            refused = boundary.refused_in_search(params["q"]) if first == "search" and params else None
             if refused is not None:
                 raise RepositoryRefused(refused)
         if named is None:
             return
         if boundary is None:
             raise RepositoryRefused("/".join(named), "cannot be reached outside a signed-in call")
+        if not (OWNER.fullmatch(named[0]) and REPO.fullmatch(named[1])):
+            raise RepositoryRefused("/".join(named), "is not a GitHub owner/repository name")
         entry = boundary.admits(*named)
         if entry is False:
             raise RepositoryRefused("/".join(named))

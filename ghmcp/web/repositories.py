@@ -19,7 +19,7 @@ from ghmcp.asgi import pages
 from ghmcp.asgi.origin import client_origin, wide_origin_key
 from ghmcp.auth.keys import new_secret, token_hash
 from ghmcp.auth.records import PendingAuthorization, ReconnectRequired
-from ghmcp.auth.repositories import NOTHING, encode, parse_names
+from ghmcp.auth.repositories import NOTHING, encode, parse_bound, parse_names
 from ghmcp.config import Settings
 from ghmcp.upstream import choosing
 from ghmcp.upstream.errors import GitHubError
@@ -52,6 +52,7 @@ class RepositoryPicker:
         self.settings = settings
         self.provider = provider
         self.cookies = cookies
+        self.bound = parse_bound(settings.allowed_repositories)
 
     async def start(self, request: Request, pending: PendingAuthorization, subject: str, grant_id: str) -> Response:
         """After the callback: keep what the code needs (single use, expiring) and show the picker."""
@@ -90,6 +91,11 @@ class RepositoryPicker:
             names = parse_names(" ".join([*picked, typed]))
             if not names:
                 raise ValueError("Choose at least one repository or owner (or go back to the app and choose all).")
+            outside = [o if r is None else f"{o}/{r}" for o, r in names if not self._within_bound(o, r)]
+            if outside:
+                raise ValueError(
+                    f"{outside[0]} is outside the repositories this server allows (MCP_ALLOWED_REPOSITORIES)."
+                )
             grant = await self.provider.storage.get_grant(str(record["grant_id"]))
             if grant is None or grant.dead:
                 return self._expired()
@@ -125,7 +131,8 @@ class RepositoryPicker:
         offered, note = [], "GitHub lists no repository of yours: type the names below."
         try:
             if grant is not None:
-                offered = await choosing.offered(self.provider.github, await self.provider.grants.token(grant))
+                listed = await choosing.offered(self.provider.github, await self.provider.grants.token(grant))
+                offered = [name for name in listed if self._within_bound(*name.partition("/")[::2])]
         except (GitHubError, ReconnectRequired):
             note = "GitHub did not list your repositories just now: type the names below."
         held = self.cookies.read(request, "mcp_csrf", self.settings.consent_seconds)
@@ -148,6 +155,9 @@ class RepositoryPicker:
         )
         self.cookies.write(response, "mcp_csrf", nonce, self.settings.consent_seconds)
         return response
+
+    def _within_bound(self, owner: str, repo: str | None) -> bool:
+        return self.bound.touches(owner) if repo is None else self.bound.allows(owner, repo)
 
     def _expired(self) -> Response:
         return pages.message(
