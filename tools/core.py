@@ -20,13 +20,12 @@ from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, Field
 
 from ghmcp import audit, sdk
-from ghmcp.auth import repositories
 from ghmcp.auth.records import GitHubAccessToken, ReconnectRequired
-from ghmcp.auth.repositories import Boundary
-from ghmcp.auth.scopes import CALLED, DECLARED, TOOL_SCOPES, mcp_scope_for
+from ghmcp.auth.repositories import parse_bound
+from ghmcp.auth.scopes import DECLARED, TOOL_SCOPES, mcp_scope_for
 from ghmcp.config import Settings
 from ghmcp.upstream.api import GitHubClient
-from ghmcp.upstream.boundary import RepositoryRefused, within
+from ghmcp.upstream.boundary import RepositoryRefused, boundary_of, refusal, within
 from ghmcp.upstream.errors import (
     GitHubError,
     GitHubForbidden,
@@ -57,7 +56,7 @@ class GitHubCaller:
         self.grants = provider.grants
         self.api: GitHubClient = provider.github
         self.settings: Settings = provider.settings
-        self.bound = repositories.parse_bound(self.settings.allowed_repositories)
+        self.bound = parse_bound(self.settings.allowed_repositories)
 
     async def limited(self) -> bool:
         """Whether the caller's listings are filtered to chosen repositories (for the note tools add)."""
@@ -65,26 +64,9 @@ class GitHubCaller:
         if not isinstance(access, GitHubAccessToken):
             return True
         try:
-            grant = await self.grants.grant_for(access)
+            return not boundary_of(await self.grants.grant_for(access), self.bound).everything
         except ReconnectRequired:
             return True
-        return bool(grant.repositories) or bool(self.bound.patterns)
-
-    def _refused(self, exc: RepositoryRefused, login: str) -> ToolError:
-        owner, _, repo = exc.name.partition("/")
-        called = CALLED.get()
-        audit.event(
-            "repository_refused",
-            tool=called[1] if called[0] != "resources/read" else called[0],
-            login=login,
-            owner=owner,
-            repo=repo,
-        )
-        return ToolError(
-            f"Refused: {exc}, so the request was not sent. To reach it, reconnect this server in your MCP "
-            f"client and choose it on the consent page; {self.settings.server_url}/account shows what each "
-            "sign-in may reach."
-        )
 
     async def call(self, request: Callable[[str], Awaitable[T]]) -> T:
         access = get_access_token()
@@ -94,14 +76,14 @@ class GitHubCaller:
             grant = await self.grants.grant_for(access)
             token = await self.grants.token(grant)
             # Issue 19: every request below is held to the grant's repositories (upstream/boundary.py).
-            with within(Boundary(grant.grant_id, repositories.decode(grant.repositories), self.bound)):
+            with within(boundary_of(grant, self.bound)):
                 try:
                     return await request(token)
                 except GitHubUnauthorized:
                     # A 401 means GitHub did nothing: safe to try once more if the store holds a newer token.
                     return await request(await self.grants.token_refused(access, token))
         except RepositoryRefused as exc:
-            raise self._refused(exc, grant.github_login) from None
+            raise ToolError(refusal(exc, grant.github_login, self.settings.server_url)) from None
         except ReconnectRequired:
             raise ToolError(RECONNECT) from None
         except GitHubUnauthorized:

@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from ghmcp.auth.repositories import ALL, OWNER, REPO, Bound, Boundary, Entry, listed_repository
+from ghmcp import audit
+from ghmcp.auth.repositories import ALL, OWNER, REPO, Bound, Boundary, Entry, decode, listed_repository
+from ghmcp.auth.scopes import CALLED
+from ghmcp.storage import Grant
 from ghmcp.upstream.errors import GitHubInvalidInput
 
 CURRENT: ContextVar[Boundary | None] = ContextVar("repository_boundary", default=None)
@@ -34,6 +37,24 @@ class RepositoryRefused(Exception):
         super().__init__(f"{name} {reason}")
         self.name = name
         self.reason = reason
+
+
+def boundary_of(grant: Grant, bound: Bound) -> Boundary:
+    """What a call on this grant may reach: the user's choice, within the server's bound."""
+    return Boundary(grant.grant_id, decode(grant.repositories), bound)
+
+
+def refusal(exc: RepositoryRefused, login: str, server_url: str) -> str:
+    """The audit event (what was called, never its arguments) and the sentence the caller reads."""
+    owner, _, repo = exc.name.partition("/")
+    method, name = CALLED.get()
+    audit.event(
+        "repository_refused", tool=method if method == "resources/read" else name, login=login, owner=owner, repo=repo
+    )
+    return (
+        f"Refused: {exc}, so the request was not sent. To reach it, reconnect this server in your MCP client "
+        f"and choose it on the consent page; {server_url}/account shows what each sign-in may reach."
+    )
 
 
 @contextmanager
