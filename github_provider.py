@@ -130,14 +130,18 @@ class GitHubOAuthProvider(
         return pending.redirect(error="access_denied")
 
     async def complete_login(
-        self, pending: PendingAuthorization, state: str, code: str, *, hold: bool = False
+        self, pending: PendingAuthorization, state: str, code: str, *, repositories: str = "all"
     ) -> LoginOutcome:
-        """GitHub's callback: the GitHub leg ends, and an MCP code bound to that user is minted. With
-        `hold` (the user chooses repositories next) the grant reaches nothing and no code is minted yet."""
-        signed_in = await self.login.complete(pending, state, code, repositories=NOTHING if hold else "")
+        """GitHub's callback: the GitHub leg ends, and an MCP code bound to that user is minted.
+
+        `repositories` is what the consent page said: "all", "keep" (no page was shown: an earlier, maybe
+        narrower, choice for this app stands), or "chosen": the grant reaches nothing and no code is
+        minted until the user has picked them (web/repositories.py)."""
+        stored = {"all": "", "keep": None, "chosen": NOTHING}.get(repositories, NOTHING)
+        signed_in = await self.login.complete(pending, state, code, repositories=stored)
         if not isinstance(signed_in, SignedIn):
             return signed_in
-        if hold:
+        if repositories == "chosen":
             return LoginOutcome("", held=(signed_in.subject, signed_in.grant_id))
         return LoginOutcome(await self.issue_code(pending, signed_in.subject, signed_in.grant_id))
 

@@ -19,6 +19,7 @@ from tests.support import (
     bearer_client,
     form_fields,
     query,
+    server_db,
     table_rows,
     tool_error,
 )
@@ -142,3 +143,32 @@ async def test_the_picker_offers_and_accepts_only_what_the_server_allows(
     assert (
         outside.status_code == 400 and "alice/dotfiles is outside the repositories this server allows" in outside.text
     )
+
+
+async def test_a_remembered_consent_keeps_a_narrower_choice_and_only_some_is_never_remembered(
+    server: ServerProcess, octocat: FakeGitHub
+) -> None:
+    """Widening takes a new choice on the page: a re-sign-in that skips the page keeps what /account narrowed."""
+    client = await ManualClient.register(server)
+
+    async def sign_in(http: httpx2.AsyncClient) -> httpx2.Response:
+        authorize = await http.get(client.authorize_url(scope="user repo:read"))
+        return await http.get(authorize.headers["location"])
+
+    async with httpx2.AsyncClient(timeout=10) as http:
+        consent = await sign_in(http)
+        approved = await http.post(
+            urljoin(str(consent.url), "/consent"), data=form_fields(consent.text) | {"action": "approve"}
+        )
+        await http.get((await http.get(approved.headers["location"])).headers["location"])
+        narrowed = '[{"owner": "alice", "repo": "hello-world", "owner_id": 1001, "repo_id": 1}]'
+        with server_db(server) as db:
+            db.execute("UPDATE grants SET repositories = ? WHERE client_id = ?", (narrowed, client.client_id))
+        skipped = await sign_in(http)  # remembered: straight to GitHub
+        assert skipped.status_code == 303, skipped.text
+        callback = await http.get((await http.get(skipped.headers["location"])).headers["location"])
+        assert callback.status_code == 302 and "code=" in callback.headers["location"]
+        assert grant_of(server, client)["repositories"] == narrowed
+        await picker(http, client)  # wider scopes show the page; choosing "only some" there...
+        shown = await sign_in(http)
+    assert shown.status_code == 200 and 'value="chosen"' in shown.text  # ...forgets the remembered approval

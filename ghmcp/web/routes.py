@@ -70,8 +70,8 @@ class GitHubCallback:
                 status_code=302,
             )
         else:
-            hold = self.cookies.choosing(request, state)
-            outcome = await self.provider.complete_login(pending, state, code, hold=hold)
+            mode = self.cookies.repositories_mode(request, state)
+            outcome = await self.provider.complete_login(pending, state, code, repositories=mode)
             if outcome.held is not None:
                 response = await self.picker.start(request, pending, *outcome.held)
             elif outcome.refused_login is not None:
