@@ -9,4 +9,5 @@ clients.py       registered clients and metadata-document clients (cimd.py), reg
                  (registration.py)
 keys.py          hashing, encryption at rest, signing, key derivation, the key ring
 token_cache.py   the half-second memory of verified tokens
+repositories.py  per-grant repositories: the choice, MCP_ALLOWED_REPOSITORIES, matching and narrowing
 """

@@ -36,7 +36,6 @@ class RepositoryRefused(Exception):
     def __init__(self, name: str, reason: str = "is not among the repositories this sign-in may reach") -> None:
         super().__init__(f"{name} {reason}")
         self.name = name
-        self.reason = reason
 
 
 def boundary_of(grant: Grant, bound: Bound) -> Boundary:
@@ -131,7 +130,8 @@ class RepositoryGuard:
         if self._verified.get(key, 0.0) > now:
             return
         data = await lookup(("repos", *named))
-        owner = data.get("owner") if isinstance(data, dict) else None
+        data = data if isinstance(data, dict) else {}
+        owner = data.get("owner")
         owner_id = owner.get("id") if isinstance(owner, dict) else None
         same = data.get("id") == entry.repo_id if entry.repo is not None else owner_id == entry.owner_id
         if not same:

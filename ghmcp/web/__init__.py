@@ -6,6 +6,8 @@ mcp_routes.py  /mcp and /sse straight to the bearer gate
 routes.py      /, /favicon.ico, /authorize, /github/callback, /revoke, metadata, /healthz
 consent.py     the consent page, its CSRF and browser binding
 account.py     /account: the user's connected apps
+account_repositories.py  /account: narrowing an app's repositories
+repositories.py  /consent/repositories: the picker after GitHub when the user limits repositories
 ratelimit.py   per-address rate limits and body bounds
 access_log.py  the access line and the escaping log formatter
 demo.py        --demo: the GitHub stand-in mounted on this server
