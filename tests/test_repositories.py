@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
-from mcp.types import PromptReference
+from mcp.types import INVALID_PARAMS, PromptReference
 
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub, FakeRepo
@@ -85,7 +85,7 @@ async def test_a_limited_grant_reaches_nothing_outside_its_repositories(
     for text in errors.values():
         assert "Refused:" in text and f"{server.url}/account" in text, text
     assert "alice/dotfiles is not among the repositories this sign-in may reach" in errors[f"get_repository {DOTFILES}"]
-    assert "alice/dotfiles" in str(resource.value)
+    assert "alice/dotfiles" in str(resource.value) and resource.value.error.code == INVALID_PARAMS
     assert named(octocat, "alice/dotfiles") == []  # the stand-in's log: nothing named it
     assert [i.title for i in octocat.users["alice"].repos[1].issues if i.title == "exfiltrated"] == []
 

@@ -26,6 +26,7 @@ from ghmcp.upstream.errors import GitHubInvalidInput
 CURRENT: ContextVar[Boundary | None] = ContextVar("repository_boundary", default=None)
 # No limit: for the sign-in itself (the picker lists the user's repositories to choose from; no grant yet).
 EVERYTHING = Boundary("", ALL, Bound())
+REFUSED = "Refused:"  # how a refusal's sentence starts: the caller's to fix, not a server fault
 VERIFIED_SECONDS = 60.0
 VERIFIED_MAX = 10_000
 
@@ -51,7 +52,7 @@ def refusal(exc: RepositoryRefused, login: str, server_url: str) -> str:
         "repository_refused", tool=method if method == "resources/read" else name, login=login, owner=owner, repo=repo
     )
     return (
-        f"Refused: {exc}, so the request was not sent. To reach it, reconnect this server in your MCP client "
+        f"{REFUSED} {exc}, so the request was not sent. To reach it, reconnect this server in your MCP client "
         f"and choose it on the consent page; {server_url}/account shows what each sign-in may reach."
     )
 
