@@ -19,7 +19,7 @@ from mcp.types import INVALID_PARAMS, PromptReference
 
 from tests.conftest import StartServer
 from tests.fake_github import FakeGitHub, FakeRepo
-from tests.support import ServerProcess, bearer_client, server_db, sign_in_tokens, tool_error
+from tests.support import ServerProcess, bearer_client, refresh_grant, server_db, sign_in_tokens, tool_error
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +49,8 @@ async def limited_client(server: ServerProcess, entries: list[dict[str, Any]] | 
     signed_in = await sign_in_tokens(server, scope="user repo:read repo:write")
     if entries is not None:
         with server_db(server) as db:
-            db.execute("UPDATE grants SET repositories = ?", (json.dumps(entries),))
+            limit = (json.dumps(entries), signed_in.client.client_id)
+            db.execute("UPDATE grants SET repositories = ? WHERE client_id = ?", limit)
     async with bearer_client(server, signed_in.access) as client:
         yield client
 
@@ -103,6 +104,17 @@ async def test_listings_and_search_are_filtered_to_the_grant(server: ServerProce
     assert sorted(r["full_name"] for r in found["repositories"]) == ["alice/hello-world", "octocat/hello-world"]
     assert found["limited_to_grant"] is True
     assert completed.completion.values == ["hello-world"]
+
+
+async def test_a_refreshed_token_keeps_the_grants_repositories(server: ServerProcess, octocat: FakeGitHub) -> None:
+    signed_in = await sign_in_tokens(server, scope="user repo:read")
+    with server_db(server) as db:
+        limit = (json.dumps(ONLY_HELLO), signed_in.client.client_id)
+        db.execute("UPDATE grants SET repositories = ? WHERE client_id = ?", limit)
+    refreshed = await refresh_grant(signed_in.client, signed_in.refresh)
+    async with bearer_client(server, refreshed.json()["access_token"]) as client:
+        refused = await client.call_tool("get_repository", DOTFILES)
+    assert "alice/dotfiles is not among" in tool_error(refused)
 
 
 async def test_an_all_grant_lists_everything_without_a_note(server: ServerProcess, octocat: FakeGitHub) -> None:
