@@ -32,6 +32,7 @@ from ghmcp.auth.records import (
     LoginOutcome,
     PendingAuthorization,
 )
+from ghmcp.auth.repositories import NOTHING
 from ghmcp.auth.scopes import DEFAULT_SCOPES
 from ghmcp.auth.token_cache import TokenCache
 from ghmcp.config import Settings
@@ -128,11 +129,24 @@ class GitHubOAuthProvider(
         audit.event("consent_denied", client_id=pending.client_id, scopes=pending.scopes)
         return pending.redirect(error="access_denied")
 
-    async def complete_login(self, pending: PendingAuthorization, state: str, code: str) -> LoginOutcome:
-        """GitHub's callback: the GitHub leg ends, and an MCP code bound to that user is minted."""
-        signed_in = await self.login.complete(pending, state, code)
+    async def complete_login(
+        self, pending: PendingAuthorization, state: str, code: str, *, repositories: str = "all"
+    ) -> LoginOutcome:
+        """GitHub's callback: the GitHub leg ends, and an MCP code bound to that user is minted.
+
+        `repositories` is what the consent page said: "all", "keep" (no page was shown: an earlier, maybe
+        narrower, choice for this app stands), or "chosen": the grant reaches nothing and no code is
+        minted until the user has picked them (web/repositories.py)."""
+        stored = {"all": "", "keep": None, "chosen": NOTHING}.get(repositories, NOTHING)
+        signed_in = await self.login.complete(pending, state, code, repositories=stored)
         if not isinstance(signed_in, SignedIn):
             return signed_in
+        if repositories == "chosen":
+            return LoginOutcome("", held=(signed_in.subject, signed_in.grant_id))
+        return LoginOutcome(await self.issue_code(pending, signed_in.subject, signed_in.grant_id))
+
+    async def issue_code(self, pending: PendingAuthorization, subject: str, grant_id: str) -> str:
+        """Mint the MCP authorization code for a signed-in user: the redirect to the client carrying it."""
         code = new_secret()
         record = GitHubAuthorizationCode(
             code="",
@@ -143,12 +157,12 @@ class GitHubOAuthProvider(
             redirect_uri=AnyUrl(pending.redirect_uri),
             redirect_uri_provided_explicitly=pending.redirect_uri_provided_explicitly,
             resource=pending.resource,
-            subject=signed_in.subject,
-            grant_id=signed_in.grant_id,
+            subject=subject,
+            grant_id=grant_id,
         )
         payload = record.model_dump(mode="json")
-        await self.storage.save_code(token_hash(code), payload, signed_in.grant_id, record.expires_at)
-        return LoginOutcome(pending.redirect(code=code))
+        await self.storage.save_code(token_hash(code), payload, grant_id, record.expires_at)
+        return pending.redirect(code=code)
 
     # Token endpoint: codes
     async def load_authorization_code(

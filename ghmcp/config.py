@@ -27,6 +27,8 @@ COMMON: dict[str, Any] = {"common": True}
 FLAGS = {"host": "--host", "port": "--port", "transport": "--transport", "stateless_http": "--stateless"}
 # GitHub's rule for logins: letters, digits and single hyphens, neither first nor last, at most 39 characters.
 GITHUB_LOGIN = re.compile(r"(?=.{1,39}$)[A-Za-z0-9](?:-?[A-Za-z0-9])*")
+# `owner/*` or `owner/repo` (a repository name is [A-Za-z0-9_.-], not "." or "..").
+REPOSITORY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/(?:\*|(?!\.\.?$)[A-Za-z0-9_.-]{1,100})")
 
 
 class ConfigError(Exception):
@@ -83,6 +85,12 @@ class Settings(BaseSettings):
     allowed_github_orgs: CommaList = Field(
         default=[],
         description="Comma-separated GitHub organisation logins whose members are admitted (`acme,octo-org`)",
+        json_schema_extra=COMMON,
+    )
+    allowed_repositories: CommaList = Field(
+        default=[],
+        description="Comma-separated `owner/*` and `owner/repo` patterns bounding every sign-in's repositories, "
+        "on top of what each user chose; empty: no bound",
         json_schema_extra=COMMON,
     )
     read_only: bool = Field(
@@ -195,6 +203,7 @@ class Settings(BaseSettings):
         "allowed_redirect_schemes",
         "allowed_github_users",
         "allowed_github_orgs",
+        "allowed_repositories",
         "trusted_proxies",
         "tools",
         mode="before",
@@ -220,6 +229,13 @@ class Settings(BaseSettings):
             if info.field_name == "allowed_github_users":
                 raise ValueError("comma-separated GitHub logins or numeric ids, such as alice,bob")
             raise ValueError("comma-separated GitHub organisation logins, such as acme,octo-org")
+        return value
+
+    @field_validator("allowed_repositories")
+    @classmethod
+    def _repository_patterns(cls, value: list[str]) -> list[str]:
+        if not all(REPOSITORY_PATTERN.fullmatch(entry) for entry in value):
+            raise ValueError("comma-separated owner/* or owner/repository patterns, such as octo-org/*,alice/notes")
         return value
 
     @field_validator("rate_limit", "registration_rate_limit")

@@ -26,10 +26,12 @@ from tests.support import (
     AuthorizeRequest,
     ServerProcess,
     authorize_request,
+    bearer_client,
     exchange_code,
     query,
     register_client,
     running_server,
+    tool_error,
 )
 
 pytestmark = pytest.mark.anyio
@@ -247,3 +249,32 @@ async def test_demo_sign_in_in_a_real_browser_picks_a_user_and_reaches_the_clien
         async with httpx2.AsyncClient(timeout=10) as http:
             tokens = await exchange_code(http, demo.url, auth, query(received)["code"])
         assert tokens.status_code == 200, tokens.text
+
+
+async def test_a_sign_in_limited_to_one_repository_in_a_real_browser(
+    github: FakeGitHub, mcp_server: ServerProcess, site: ClientSite, chromium: Browser
+) -> None:
+    """Issue 19: "only some" on the consent page, the picker after GitHub, then a call elsewhere is refused."""
+    auth = await registered(mcp_server, site)
+    page = await new_page(chromium)
+    await page.goto(auth.url)
+    await page.get_by_label("Only some: I choose them after signing in to GitHub").check()
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "consent-repos.png"), full_page=True)
+    await page.get_by_role("button", name="Approve").click()
+    await page.wait_for_url(f"{mcp_server.url}/github/callback?**")
+    await page.get_by_label("alice/hello-world").check()
+    await page.screenshot(path=str(ARTIFACTS / "repositories-picker.png"), full_page=True)
+
+    async with page.expect_navigation(url=f"{site.redirect_uri}?**"):
+        await page.get_by_role("button", name="Allow only these").click()
+
+    (received,) = site.received
+    async with httpx2.AsyncClient(timeout=10) as http:
+        tokens = await exchange_code(http, mcp_server.url, auth, query(received)["code"])
+    async with bearer_client(mcp_server, tokens.json()["access_token"]) as client:
+        allowed = await client.call_tool("get_repository", {"owner": "alice", "repo": "hello-world"})
+        refused = await client.call_tool("get_repository", {"owner": "alice", "repo": "dotfiles"})
+    assert not allowed.is_error
+    assert "alice/dotfiles is not among the repositories this sign-in may reach" in tool_error(refused)
+    assert github.count("/repos/alice/dotfiles") == 0

@@ -383,7 +383,7 @@ async def test_cookies_over_https_are_host_prefixed_secure_httponly_lax(
 
     assert callback.status_code == 302 and "code" in query(callback.headers["location"])
     written = set_cookies(page) | set_cookies(approved)
-    assert set(written) == {"__Host-mcp_csrf", "__Host-mcp_login", "__Host-mcp_consent"}
+    assert set(written) == {"__Host-mcp_csrf", "__Host-mcp_login", "__Host-mcp_consent", "__Host-mcp_repositories"}
     for name, cookie in written.items():
         morsel = cookie[name]
         assert morsel["secure"] and morsel["httponly"], name

@@ -95,7 +95,7 @@ def test_a_thing_a_known_account_lacks_is_a_404_page(github_url: str, github: Fa
     assert "Not Found" in shown.text and "stand-in for GitHub" in shown.text
 
 
-@pytest.mark.parametrize("path", ["/rate_limit", "/users/alice", "/orgs/acme", "/nobody/hello-world"])
+@pytest.mark.parametrize("path", ["/rate_limit", "/users/alice/gists", "/orgs/acme", "/nobody/hello-world"])
 def test_a_path_that_is_no_accounts_page_is_still_a_missing_endpoint(
     rest: httpx2.Client, github: FakeGitHub, path: str
 ) -> None:

@@ -492,3 +492,31 @@ async def test_use_once_has_one_winner(stores: OpenStore) -> None:
     results = await asyncio.gather(*(store.use_once("nonce-hash", expires) for store in (a, b, a, b)))
     assert sorted(results) == [False, False, False, True]
     assert await a.use_once("another", expires)
+
+
+async def test_a_grants_repositories_are_kept_and_only_compare_and_set_changes_them(store: Storage) -> None:
+    g, _, tokens = await signed_in(store)
+    chosen = '[{"owner": "octocat", "repo": "hello-world", "owner_id": 1, "repo_id": 7}]'
+    assert (await store.get_grant(g.grant_id)).repositories == ""  # type: ignore[union-attr]
+    assert await store.replace_grant_repositories(g.grant_id, "", chosen)
+    assert not await store.replace_grant_repositories(g.grant_id, "", "[]")  # a stale expectation loses
+    record = await store.get_token(tokens[0][0])
+    assert record is not None and record.grant.repositories == chosen
+    await store.kill_grant(g.grant_id)
+    assert not await store.replace_grant_repositories(g.grant_id, chosen, "[]")
+
+
+def test_an_older_sqlite_file_gains_the_repositories_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ghmcp.storage.sqlite_schema import SCHEMA, migrate
+
+    db = sqlite3.connect(tmp_path / "old.sqlite3")
+    db.row_factory = sqlite3.Row
+    db.executescript(SCHEMA.replace("    repositories TEXT NOT NULL DEFAULT '',", ""))
+    db.execute(
+        "INSERT INTO grants (grant_id, subject, client_id, github_login, token_enc, github_scopes)"
+        " VALUES ('g', 's', 'c', 'l', 't', '')"
+    )
+    migrate(db)
+    assert db.execute("SELECT repositories FROM grants").fetchone()[0] == ""

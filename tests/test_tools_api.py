@@ -7,6 +7,7 @@ import httpx2
 import pytest
 
 from ghmcp.upstream.api import MAX_PAGES, GitHubClient
+from ghmcp.upstream.boundary import EVERYTHING, within
 from ghmcp.upstream.cache import Cached, ResponseCache
 from ghmcp.upstream.errors import GitHubInvalidInput
 from tests.fake_github import FakeGitHub
@@ -39,7 +40,7 @@ async def test_a_dot_dot_owner_never_becomes_a_request() -> None:
         return httpx2.Response(204)
 
     api = client_for(httpx2.MockTransport(record))
-    with pytest.raises(GitHubInvalidInput):
+    with within(EVERYTHING), pytest.raises(GitHubInvalidInput):
         await api.set_star("token", "..", "interaction-limits", True)
     assert seen == []  # without the check this was PUT /user/interaction-limits
 
@@ -65,7 +66,10 @@ async def test_a_filtered_listing_stops_after_max_pages() -> None:
         return httpx2.Response(200, json=[{"pull_request": {}}], headers={"link": link})
 
     api = client_for(httpx2.MockTransport(endless))
-    items = await api.paginate("token", ("repos", "o", "r", "issues"), {}, 5, keep=lambda i: "pull_request" not in i)
+    with within(EVERYTHING):
+        items = await api.paginate(
+            "token", ("repos", "o", "r", "issues"), {}, 5, keep=lambda i: "pull_request" not in i
+        )
     assert items == [] and len(seen) == MAX_PAGES
 
 

@@ -21,9 +21,11 @@ from pydantic import AfterValidator, Field
 
 from ghmcp import audit, sdk
 from ghmcp.auth.records import GitHubAccessToken, ReconnectRequired
+from ghmcp.auth.repositories import parse_bound
 from ghmcp.auth.scopes import DECLARED, TOOL_SCOPES, mcp_scope_for
 from ghmcp.config import Settings
 from ghmcp.upstream.api import GitHubClient
+from ghmcp.upstream.boundary import RepositoryRefused, boundary_of, refusal, within
 from ghmcp.upstream.errors import (
     GitHubError,
     GitHubForbidden,
@@ -54,18 +56,34 @@ class GitHubCaller:
         self.grants = provider.grants
         self.api: GitHubClient = provider.github
         self.settings: Settings = provider.settings
+        self.bound = parse_bound(self.settings.allowed_repositories)
+
+    async def limited(self) -> bool:
+        """Whether the caller's listings are filtered to chosen repositories (for the note tools add)."""
+        access = get_access_token()
+        if not isinstance(access, GitHubAccessToken):
+            return True
+        try:
+            return not boundary_of(await self.grants.grant_for(access), self.bound).everything
+        except ReconnectRequired:
+            return True
 
     async def call(self, request: Callable[[str], Awaitable[T]]) -> T:
         access = get_access_token()
         if not isinstance(access, GitHubAccessToken):
             raise ToolError("This tool needs a signed-in caller.")
         try:
-            token = await self.grants.token_for(access)
-            try:
-                return await request(token)
-            except GitHubUnauthorized:
-                # A 401 means GitHub did nothing: safe to try once more if the store holds a newer token.
-                return await request(await self.grants.token_refused(access, token))
+            grant = await self.grants.grant_for(access)
+            token = await self.grants.token(grant)
+            # Issue 19: every request below is held to the grant's repositories (upstream/boundary.py).
+            with within(boundary_of(grant, self.bound)):
+                try:
+                    return await request(token)
+                except GitHubUnauthorized:
+                    # A 401 means GitHub did nothing: safe to try once more if the store holds a newer token.
+                    return await request(await self.grants.token_refused(access, token))
+        except RepositoryRefused as exc:
+            raise ToolError(refusal(exc, grant.github_login, self.settings.server_url)) from None
         except ReconnectRequired:
             raise ToolError(RECONNECT) from None
         except GitHubUnauthorized:

@@ -26,14 +26,19 @@ class Repository(BaseModel):
     updated_at: str | None = None
 
 
+LIMITED = "Only repositories this sign-in may reach are listed (chosen at consent, or the server's bound)"
+
+
 class RepositoryPage(BaseModel):
     page: int
     repositories: list[Repository]
+    limited_to_grant: bool = Field(default=False, description=LIMITED)
 
 
 class SearchResult(BaseModel):
     query: str
     repositories: list[Repository]
+    limited_to_grant: bool = Field(default=False, description=LIMITED)
 
 
 class DirectoryEntry(BaseModel):
@@ -95,7 +100,8 @@ def register(mcp: MCPServer, github: GitHubCaller) -> None:
     ) -> RepositoryPage:
         """Repositories the signed-in user owns or collaborates on, most recently updated first."""
         items = await github.call(lambda token: api.list_repos(token, per_page=per_page, page=page))
-        return RepositoryPage(page=page, repositories=[Repository.model_validate(i) for i in items])
+        repositories = [Repository.model_validate(i) for i in items]
+        return RepositoryPage(page=page, repositories=repositories, limited_to_grant=await github.limited())
 
     @scoped_tool(mcp, "repo:read", annotations=READ)
     async def get_repository(owner: Owner, repo: Repo) -> Repository:
@@ -121,7 +127,8 @@ def register(mcp: MCPServer, github: GitHubCaller) -> None:
                 token, ("search", "repositories"), {"q": query}, limit, items_key="items", on_page=report
             )
         )
-        return SearchResult(query=query, repositories=[Repository.model_validate(i) for i in items])
+        repositories = [Repository.model_validate(i) for i in items]
+        return SearchResult(query=query, repositories=repositories, limited_to_grant=await github.limited())
 
     @scoped_tool(mcp, "repo:write", annotations=TOGGLE)
     async def star_repository(owner: Owner, repo: Repo, star: bool = True) -> StarResult:

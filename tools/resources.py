@@ -21,6 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 
+from ghmcp.upstream.boundary import REFUSED
 from tools.core import NOT_FOUND, GitHubCaller, Owner, Repo, RepoPath, scoped_resource
 from tools.repos import file_contents
 
@@ -36,7 +37,8 @@ def register(mcp: MCPServer, github: GitHubCaller) -> None:
             data = await github.call(lambda token: github.api.get(token, ("repos", owner, repo, *segments)))
         except ToolError as exc:
             # Not found is the caller's to fix (a wrong URI); anything else is GitHub's, said plainly.
-            raise MCPError(INVALID_PARAMS if str(exc) == NOT_FOUND else INTERNAL_ERROR, str(exc)) from None
+            theirs = str(exc) == NOT_FOUND or str(exc).startswith(REFUSED)
+            raise MCPError(INVALID_PARAMS if theirs else INTERNAL_ERROR, str(exc)) from None
         cap = github.settings.max_file_bytes
         contents = file_contents(data, f"{owner}/{repo}", path, None, cap)
         if contents.text is None:

@@ -10,4 +10,5 @@ clients.py       registered clients and metadata-document clients (cimd.py), reg
 keys.py          hashing, encryption at rest, signing, key derivation, the key ring
 token_cache.py   the half-second memory of verified tokens
 confirm.py       `ConfirmWrites`: a write tool runs only after the user confirms it (an SDK middleware)
+repositories.py  per-grant repositories: the choice, MCP_ALLOWED_REPOSITORIES, matching and narrowing
 """

@@ -88,3 +88,4 @@ class LoginOutcome:
 
     redirect_to: str
     refused_login: str | None = None
+    held: tuple[str, str] | None = None  # (subject, grant_id) signed in, no code yet: the user chooses repositories

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,8 @@ DECLARED: dict[str, dict[str, str]] = {"tools/call": {}, "prompts/get": {}, "res
 TOOL_SCOPES = DECLARED["tools/call"]  # filled by `scoped_tool` in tools/
 # Methods the scope check reads: the declared ones, and completions of a prompt's or template's arguments.
 GATED = [*DECLARED, "completion/complete"]
+# (method, name or URI) of the call under way, once the scope check passed it.
+CALLED: ContextVar[tuple[str, str]] = ContextVar("called", default=("", ""))
 
 
 def mcp_scope_for(github_scopes: Iterable[str]) -> str | None:
@@ -188,6 +191,7 @@ class ScopeCheck:
         refused = await decide(self.mcp, [target], access.scopes if access else [])
         if refused is not None:
             raise MCPError(code=INVALID_REQUEST, message=f"Forbidden: {refused.description}.", data=refused.error)
+        CALLED.set(target)  # for the audit of what runs next (tools/core.py: a refused repository)
 
 
 def called_target(method: str, params: Mapping[str, Any] | None) -> tuple[str, str] | None:

@@ -78,6 +78,7 @@ class Repo:
     updated_at: str = "2024-01-01T00:00:00Z"
     files: dict[str, bytes] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
+    id: int | None = None  # None: derived from the name; set when renamed (GitHub keeps a repository's id)
 
 
 @dataclass

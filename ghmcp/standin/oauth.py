@@ -54,6 +54,7 @@ class GitHubStandIn(RestApi, WebPages):
                 methods=["GET"],
             ),
             Route("/user/repos", self._repos_endpoint, methods=["GET"]),
+            Route("/users/{login}", self._account_endpoint, methods=["GET"]),
             Route("/search/repositories", self._search_endpoint, methods=["GET"]),
             Route("/repos/{owner}/{repo}", self._repo_endpoint, methods=["GET"]),
             Route("/repos/{owner}/{repo}/readme", self._readme_endpoint, methods=["GET"]),

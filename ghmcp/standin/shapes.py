@@ -77,10 +77,14 @@ def org_json(base: str, org: str) -> dict[str, object]:
     }
 
 
+def repo_id(owner: User, r: Repo) -> int:
+    return r.id if r.id is not None else zlib.crc32(f"{owner.login}/{r.name}".encode())
+
+
 def repo_json(request: Request, owner: User, r: Repo) -> dict[str, object]:
     base = base_url(request)
     return {
-        "id": zlib.crc32(f"{owner.login}/{r.name}".encode()),
+        "id": repo_id(owner, r),
         "node_id": node_id("R", f"{owner.login}/{r.name}"),
         "name": r.name,
         "full_name": f"{owner.login}/{r.name}",

@@ -30,6 +30,7 @@ from ghmcp.standin.model import (
     parse_scopes,
     random_token,
 )
+from ghmcp.standin.shapes import repo_id
 
 # What the tests read back (requests, token requests, revocations...) is kept up to this many
 # entries each, so a demo server that runs for days stays small.
@@ -153,6 +154,14 @@ class StandInState:
     def fail(self, fault: Fault | None) -> None:
         """Make GitHub slow, 502 or drop connections from now on (faults.py); `None` heals it."""
         self.fault = fault
+
+    def rename_repo(self, login: str, old: str, new: str) -> None:
+        """Rename a repository; like GitHub's, its id stays, so a new one created under the old name has another."""
+        with self._lock:
+            user = self.users[login.lower()]
+            repo = next(r for r in user.repos if r.name.lower() == old.lower())
+            repo.id = repo_id(user, repo)
+            repo.name = new
 
     def sign_in(self, login: str | None) -> None:
         """Set who the fake browser session belongs to (``None`` signs out)."""

@@ -1,4 +1,4 @@
-"""``GET /user`` and ``GET /user/memberships/orgs/{org}``: who the token belongs to, and their orgs."""
+"""``GET /user``, ``/user/memberships/orgs/{org}`` and ``/users/{login}``: the token's user, orgs, other accounts."""
 
 from __future__ import annotations
 
@@ -58,3 +58,20 @@ class UsersApi(ApiBase):
             "user": user_json(request, user, full=False),
         }
         return self._rest_json(request, tok, user, membership, accepted_scopes=accepted)
+
+    async def _account_endpoint(self, request: Request) -> Response:
+        """``GET /users/{login}``: a user's public profile, or an organisation's (GitHub answers both)."""
+        auth = self._authenticate(request)
+        if isinstance(auth, Response):
+            return auth
+        tok, user = auth
+        wanted = str(request.path_params["login"])
+        with self._lock:
+            account = self.users.get(wanted.lower())
+            org = next((o for u in self.users.values() for o in u.orgs if o.lower() == wanted.lower()), None)
+        if account is not None:
+            return self._rest_json(request, tok, user, user_json(request, account, full=False))
+        if org is not None:
+            return self._rest_json(request, tok, user, org_json(base_url(request), org))
+        body = error_body(404, "Not Found", f"{REST_DOCS_URI}/users/users#get-a-user")
+        return self._rest_json(request, tok, user, body, status=404)

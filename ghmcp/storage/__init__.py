@@ -38,6 +38,7 @@ class Grant:
     dead: bool
     admitted_via: str = ""  # "everyone", "user" or "org:<name>": what admitted the user (re-checked later)
     refresh_lease_until: float = 0.0  # a process refreshing the GitHub token holds this lease
+    repositories: str = ""  # the user's choice (ghmcp/auth/repositories.py encode): "" for every repository
 
 
 @dataclass
@@ -219,6 +220,12 @@ class Storage(Protocol):
         refresh_expires_at: float | None,
     ) -> bool:
         """Compare-and-swap on the stored refresh token; releases the lease."""
+        ...
+
+    async def replace_grant_repositories(self, grant_id: str, expected: str, repositories: str) -> bool:
+        """Replace a live grant's repositories, only if they are still `expected` (compare-and-set: two
+        changes at once cannot undo each other). The caller decides the new choice (only ever narrower
+        than what a client could use: web/repositories.py, web/account.py)."""
         ...
 
     async def kill_grant(self, grant_id: str) -> None:

@@ -237,6 +237,14 @@ redis.call('HSET', grant, 'refresh_lease_until', '0')
 return 1
 """
 
+# ARGV: prefix, grant_id, expected repositories, new repositories
+REPLACE_GRANT_REPOSITORIES = """
+local row = redis.call('HMGET', p .. 'grant:' .. ARGV[2], 'dead', 'repositories')
+if row[1] ~= '0' or (row[2] or '') ~= ARGV[3] then return 0 end
+redis.call('HSET', p .. 'grant:' .. ARGV[2], 'repositories', ARGV[4])
+return 1
+"""
+
 # ARGV: prefix, grant_id
 KILL_GRANT = """
 local grant = p .. 'grant:' .. ARGV[2]

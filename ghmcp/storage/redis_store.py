@@ -173,6 +173,9 @@ class RedisStorage:
         pairs = [item for name, value in changes.items() for item in (name, "" if value is None else str(value))]
         return bool(await self._run("UPDATE_GRANT_TOKENS", grant_id, expected_refresh_enc or "", *pairs))
 
+    async def replace_grant_repositories(self, grant_id: str, expected: str, repositories: str) -> bool:
+        return bool(await self._run("REPLACE_GRANT_REPOSITORIES", grant_id, expected, repositories))
+
     async def kill_grant(self, grant_id: str) -> None:
         await self._run("KILL_GRANT", grant_id)
 

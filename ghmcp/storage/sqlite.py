@@ -196,6 +196,13 @@ class SQLiteStorage(SQLiteFile):
         )
         return cursor.rowcount == 1
 
+    async def replace_grant_repositories(self, grant_id: str, expected: str, repositories: str) -> bool:
+        cursor = self._run(
+            "UPDATE grants SET repositories = ? WHERE grant_id = ? AND dead = 0 AND repositories = ?",
+            (repositories, grant_id, expected),
+        )
+        return cursor.rowcount == 1
+
     async def kill_grant(self, grant_id: str) -> None:
         with self._transaction() as db:
             db.execute("UPDATE grants SET dead = 1 WHERE grant_id = ?", (grant_id,))

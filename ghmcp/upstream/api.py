@@ -25,6 +25,7 @@ import httpx2
 
 from ghmcp.upstream import sending
 from ghmcp.upstream.answers import Answer, GitHubTokens, number, raise_for_status, tokens_from
+from ghmcp.upstream.boundary import RepositoryGuard
 from ghmcp.upstream.cache import Cached, RateLimitGate, ResponseCache
 from ghmcp.upstream.errors import (
     GitHubError,
@@ -77,6 +78,7 @@ class GitHubClient:
         self.timeout_seconds = timeout_seconds
         self.cache = ResponseCache(cache_bytes)
         self.limits = RateLimitGate()
+        self.guard = RepositoryGuard()
         self.github_url = github_url
         self.api_url = api_url
         self.client_id = client_id
@@ -138,11 +140,18 @@ class GitHubClient:
     async def set_star(self, token: str, owner: str, repo: str, star: bool) -> None:
         await self.send(token, "PUT" if star else "DELETE", ("user", "starred", owner, repo))
 
-    # The REST API. `path` is a tuple of segments, each percent-encoded by `api_url_for`.
+    # The REST API. `path` is a tuple of segments, each percent-encoded by `api_url_for`. Each method
+    # asks the repository guard first (boundary.py: the grant's repositories), and filters listings.
 
     async def get(self, token: str, path: tuple[str, ...], params: dict[str, str] | None = None) -> Any:
         """GET one resource, revalidated from this user's cache when it was fetched before."""
-        return (await self._rest(token, "GET", self.api_url_for(path, params))).data
+        await self._guarded(token, path, params)
+        data = (await self._rest(token, "GET", self.api_url_for(path, params))).data
+        if isinstance(data, list):
+            return self.guard.filtered(data)
+        if isinstance(data, dict) and isinstance(data.get("items"), list):
+            return data | {"items": self.guard.filtered(data["items"])}
+        return data
 
     async def paginate(
         self,
@@ -160,6 +169,7 @@ class GitHubClient:
         At most `MAX_PAGES` requests, so a filter (`keep`) that drops most items cannot walk a huge list.
         `on_page` hears how many items are gathered after each page (tools send it as progress).
         """
+        await self._guarded(token, path, params)
         url: str | None = self.api_url_for(path, params | {"per_page": str(min(max(limit, 1), 100))})
         items: list[Any] = []
         for _ in range(MAX_PAGES):
@@ -167,14 +177,21 @@ class GitHubClient:
                 break
             answer = await self._rest(token, "GET", url)
             page = answer.data[items_key] if items_key else answer.data
-            items.extend(item for item in page if keep(item))
+            items.extend(item for item in self.guard.filtered(page) if keep(item))
             url = self._next_page(answer.link)
             if on_page is not None:
                 await on_page(min(len(items), limit))
         return items[:limit]
 
     async def send(self, token: str, method: str, path: tuple[str, ...], body: dict[str, Any] | None = None) -> Any:
+        await self._guarded(token, path, None)
         return (await self._rest(token, method, self.api_url_for(path), body)).data
+
+    async def _guarded(self, token: str, path: tuple[str, ...], params: dict[str, str] | None) -> None:
+        async def lookup(repository: tuple[str, ...]) -> Any:
+            return (await self._rest(token, "GET", self.api_url_for(repository))).data
+
+        await self.guard.check(path, params, lookup)
 
     def api_url_for(self, path: tuple[str, ...], params: dict[str, str] | None = None) -> str:
         """The one place a REST URL is built: every segment is checked and percent-encoded."""

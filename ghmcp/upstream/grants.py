@@ -43,10 +43,14 @@ class GitHubGrants:
     async def token_for(self, access: GitHubAccessToken) -> str:
         """The caller's GitHub token, from the grant read with the MCP token (no store read per call),
         refreshed first if it is a GitHub App token about to expire."""
+        return await self.token(await self.grant_for(access))
+
+    async def grant_for(self, access: GitHubAccessToken) -> Grant:
+        """The caller's live grant, as read with the MCP token (at most token_cache.TTL_SECONDS old)."""
         grant = access._grant or await self.storage.get_grant(access.grant_id)
         if grant is None or grant.dead:
             raise ReconnectRequired()
-        return await self.token(grant)
+        return grant
 
     async def token_refused(self, access: GitHubAccessToken, refused: str) -> str:
         """GitHub answered 401 to `refused`. The grant read with the MCP token may be up to

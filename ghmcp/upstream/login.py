@@ -101,8 +101,13 @@ class GitHubLogin:
             return AccountLogin.model_validate(record)
         return PendingAuthorization.model_validate(record)
 
-    async def complete(self, pending: PendingAuthorization, state: str, code: str) -> SignedIn | LoginOutcome:
-        """Exchange GitHub's code, admit the user, and record their grant (or where the browser goes instead)."""
+    async def complete(
+        self, pending: PendingAuthorization, state: str, code: str, repositories: str | None = ""
+    ) -> SignedIn | LoginOutcome:
+        """Exchange GitHub's code, admit the user, and record their grant (or where the browser goes instead).
+
+        `repositories`: the grant's choice as stored (ghmcp/auth/repositories.py; "" for every one), or
+        None to keep the choice of the grant this sign-in replaces (every one if there is none)."""
         try:
             tokens = await self._exchange(state, code)
         except GitHubError as exc:
@@ -122,6 +127,10 @@ class GitHubLogin:
             denied = pending.redirect(error="access_denied", error_description="This GitHub account is not allowed")
             return LoginOutcome(denied, refused_login=login)
         subject = f"github:{github_id}"
+        if repositories is None:
+            # Issue 19: no new choice was made, so a narrowing made on /account is not undone by a re-sign-in.
+            previous = [g for g, _ in await self.storage.connected(subject) if g.client_id == pending.client_id]
+            repositories = previous[0].repositories if previous else ""
         grant_id, replaced = await self.storage.upsert_grant(
             Grant(
                 grant_id=new_id(),
@@ -135,6 +144,7 @@ class GitHubLogin:
                 github_scopes=tokens.scopes,
                 dead=False,
                 admitted_via=admitted_via,
+                repositories=repositories,
             )
         )
         if replaced is not None:

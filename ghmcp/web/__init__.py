@@ -7,6 +7,8 @@ routes.py      /, /favicon.ico, /authorize, /github/callback, /revoke, metadata,
 identity.py    the server's version and icons (served at /icons/<name>), icons for every tool
 consent.py     the consent page, its CSRF and browser binding
 account.py     /account: the user's connected apps
+account_repositories.py  /account: narrowing an app's repositories
+repositories.py  /consent/repositories: the picker after GitHub when the user limits repositories
 ratelimit.py   per-address rate limits and body bounds
 access_log.py  the access line and the escaping log formatter
 demo.py        --demo: the GitHub stand-in mounted on this server

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -27,6 +28,7 @@ from ghmcp.auth.cimd import is_document_url, verified_host
 from ghmcp.auth.keys import new_secret
 from ghmcp.auth.scopes import SCOPES
 from ghmcp.config import Settings
+from ghmcp.web import account_repositories
 from ghmcp.web.consent import BrowserCookies
 from github_provider import GitHubOAuthProvider
 
@@ -44,6 +46,7 @@ class ConnectedApp:
     scopes: list[str]  # in words
     connected: str
     last_used: str
+    repositories: list[str] | None = None  # None: every repository the user can reach
 
 
 class AccountPage:
@@ -109,6 +112,8 @@ class AccountPage:
         action = str(form.get("action", ""))
         if action == "sign-out":
             return self._sign_out()
+        if action == "narrow-repositories":
+            return await self._narrow_repositories(session[0], str(form.get("grant", "")), form)
         if action not in ("disconnect", "confirm"):
             return self._answer("Request not understood", "Use the buttons of the connected-apps page.", 400)
         grant_id = str(form.get("grant", ""))
@@ -169,9 +174,20 @@ class AccountPage:
                     scopes=[SCOPES[s].description if s in SCOPES else s for s in scopes],
                     connected=_when(min((f.signed_in_at for f in families if f.signed_in_at), default=0), "unknown"),
                     last_used=_when(max((f.rotated_at for f in families), default=0), "never"),
+                    repositories=account_repositories.shown(grant),
                 )
             )
         return apps
+
+    async def _narrow_repositories(self, subject: str, grant_id: str, form: FormData) -> Response:
+        grant = next((g for g, _ in await self.provider.storage.connected(subject) if g.grant_id == grant_id), None)
+        if grant is None:
+            return self._answer("Nothing to change", "That app is not connected.", 404)
+        try:
+            title, text = await account_repositories.narrow(self.provider, grant, form)
+        except ValueError as exc:
+            return self._answer("Repositories not changed", str(exc), 400)
+        return self._answer(title, text)
 
     def _refused(self) -> Response:
         return self._answer("Request not accepted", "Reload the page and try again.", 403)

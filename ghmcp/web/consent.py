@@ -63,6 +63,20 @@ class BrowserCookies:
         wanted = token_hash(state)
         return any(hmac.compare_digest(bound, wanted) for bound in self._logins(request))
 
+    # Issue 19: what the user said about repositories, per sign-in (by state): "chosen" (only some, picked
+    # after GitHub), "all", or nothing at all ("keep": a remembered consent showed no page).
+    def mark_repositories(self, request: Request, response: Response, state: str, mode: str) -> None:
+        marks = [m for m in self._repository_marks(request) if m[0] != token_hash(state)]
+        marks = [*marks, [token_hash(state), mode]][-MAX_LOGINS:]
+        self.write(response, "mcp_repositories", marks, self.settings.state_seconds)
+
+    def repositories_mode(self, request: Request, state: str) -> str:
+        return next((m[1] for m in self._repository_marks(request) if m[0] == token_hash(state)), "keep")
+
+    def _repository_marks(self, request: Request) -> list[list[str]]:
+        marks = self.read(request, "mcp_repositories", self.settings.state_seconds)
+        return [m for m in marks if isinstance(m, list) and len(m) == 2] if isinstance(marks, list) else []
+
     def release_login(self, request: Request, response: Response, state: str) -> None:
         rest = [bound for bound in self._logins(request) if bound != token_hash(state)]
         if rest:
@@ -127,13 +141,16 @@ class ConsentPage:
             pending = await self.provider.pending(request_id)
             if pending is None:
                 return self._expired()
-            response = await self._approve(request, request_id, pending)
+            chosen = "chosen" if str(form.get("repositories", "all")) == "chosen" else "all"
+            response = await self._approve(request, request_id, pending, repositories=chosen)
         else:
             return self._refused()
         self.cookies.clear(response, "mcp_csrf")  # single use
         return response
 
-    async def _approve(self, request: Request, request_id: str, pending: PendingAuthorization) -> Response:
+    async def _approve(
+        self, request: Request, request_id: str, pending: PendingAuthorization, *, repositories: str = "keep"
+    ) -> Response:
         approved = await self.provider.approve(request_id)
         if approved is None:
             return self._expired()
@@ -141,7 +158,11 @@ class ConsentPage:
         audit.event("consent_given", client_id=pending.client_id, scopes=pending.scopes)
         response = RedirectResponse(github_url, status_code=303)
         self.cookies.bind_login(request, response, state)
-        if not self.settings.consent_always_ask:
+        self.cookies.mark_repositories(request, response, state, repositories)
+        if repositories == "chosen":
+            # A limited sign-in is not remembered: the next one shows the page again rather than skip it.
+            self._remember(request, response, pending, forget=True)
+        elif not self.settings.consent_always_ask:
             self._remember(request, response, pending)
         return response
 
@@ -156,11 +177,14 @@ class ConsentPage:
             return []
         return [e for e in entries if isinstance(e, list) and len(e) == 3 and e[2] > now]
 
-    def _remember(self, request: Request, response: Response, pending: PendingAuthorization) -> None:
-        """Remember this approval for (browser, client, redirect URI); other scopes ask again."""
+    def _remember(
+        self, request: Request, response: Response, pending: PendingAuthorization, *, forget: bool = False
+    ) -> None:
+        """Remember this approval for (browser, client, redirect URI), or `forget` it; other scopes ask again."""
         key = remember_key(pending.client_id, pending.redirect_uri)
         entries = [e for e in self._remembered_entries(request) if e[0] != key]
-        entries.append([key, sorted(pending.scopes), time.time() + self.settings.consent_remember_seconds])
+        if not forget:
+            entries.append([key, sorted(pending.scopes), time.time() + self.settings.consent_remember_seconds])
         self.cookies.write(response, "mcp_consent", entries[-MAX_REMEMBERED:], self.settings.consent_remember_seconds)
 
     def _expired(self) -> Response:

@@ -27,6 +27,7 @@ from ghmcp.storage import StoreUnavailable, store_failure
 from ghmcp.web import demo, identity
 from ghmcp.web.account import AccountPage
 from ghmcp.web.consent import BrowserCookies, ConsentPage
+from ghmcp.web.repositories import RepositoryPicker, to_client
 from github_provider import MAX_STATE, GitHubOAuthProvider
 
 logger = logging.getLogger(__name__)
@@ -37,12 +38,18 @@ CLIENT_AUTH_METHODS = ["client_secret_post", "client_secret_basic", "none"]
 
 class GitHubCallback:
     def __init__(
-        self, settings: Settings, provider: GitHubOAuthProvider, cookies: BrowserCookies, account: AccountPage
+        self,
+        settings: Settings,
+        provider: GitHubOAuthProvider,
+        cookies: BrowserCookies,
+        account: AccountPage,
+        picker: RepositoryPicker,
     ) -> None:
         self.settings = settings
         self.provider = provider
         self.cookies = cookies
         self.account = account
+        self.picker = picker
 
     async def handle(self, request: Request) -> Response:
         params = request.query_params
@@ -66,8 +73,11 @@ class GitHubCallback:
                 status_code=302,
             )
         else:
-            outcome = await self.provider.complete_login(pending, state, code)
-            if outcome.refused_login is not None:
+            mode = self.cookies.repositories_mode(request, state)
+            outcome = await self.provider.complete_login(pending, state, code, repositories=mode)
+            if outcome.held is not None:
+                response = await self.picker.start(request, pending, *outcome.held)
+            elif outcome.refused_login is not None:
                 response = pages.message(
                     self.settings.app_name,
                     "This GitHub account is not allowed here",
@@ -77,22 +87,8 @@ class GitHubCallback:
                     link=outcome.redirect_to,
                     link_text=f"Back to {pending.client_name}",
                 )
-            elif urlsplit(outcome.redirect_to).scheme in ("http", "https"):
-                response = RedirectResponse(outcome.redirect_to, status_code=302)
             else:
-                # A native app's own scheme: a page hands over the answer, which may be an error.
-                failed = "error" in dict(parse_qsl(urlsplit(outcome.redirect_to).query))
-                response = pages.render(
-                    "message.html",
-                    app_name=self.settings.app_name,
-                    title="Sign-in did not complete" if failed else "Signed in",
-                    message=f"GitHub could not complete the sign-in. {pending.client_name} can try again."
-                    if failed
-                    else f"You are signed in. {pending.client_name} takes it from here; you can close this tab.",
-                    link=outcome.redirect_to,
-                    link_text=f"Open {pending.client_name}",
-                    refresh_to=outcome.redirect_to,
-                )
+                response = to_client(self.settings, pending, outcome.redirect_to)
         self.cookies.release_login(request, response, state)
         return response
 
@@ -226,7 +222,8 @@ def server_routes(
 ) -> list[BaseRoute]:
     consent = ConsentPage(settings, provider, cookies)
     account = AccountPage(settings, provider, cookies)
-    callback = GitHubCallback(settings, provider, cookies, account)
+    picker = RepositoryPicker(settings, provider, cookies)
+    callback = GitHubCallback(settings, provider, cookies, account, picker)
     return [
         *metadata_routes(auth, scopes, settings.app_name),
         Route("/", landing(settings), methods=["GET"]),
@@ -235,6 +232,7 @@ def server_routes(
         Route("/authorize", Authorize(settings, provider).handle, methods=["GET", "POST"]),
         Route("/consent", consent.show, methods=["GET"]),
         Route("/consent", consent.submit, methods=["POST"]),
+        Route("/consent/repositories", picker.submit, methods=["POST"]),
         Route("/github/callback", callback.handle, methods=["GET"]),
         Route("/account", account.show, methods=["GET"]),
         Route("/account", account.submit, methods=["POST"]),
