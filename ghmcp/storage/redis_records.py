@@ -45,6 +45,7 @@ def grant_from(row: dict[str, str]) -> Grant:
         dead=row["dead"] == "1",
         admitted_via=row.get("admitted_via", ""),
         refresh_lease_until=float(row.get("refresh_lease_until", 0)),
+        scopes=row.get("scopes"),
     )
 
 

@@ -74,7 +74,7 @@ class GitHubLogin:
         """Consent given: mint the GitHub `state` (never the client's) and return (GitHub URL, state)."""
         state = new_secret()  # RFC 6749 §10.12: our own unguessable, single-use state
         if not await self.storage.approve_pending(
-            token_hash(request_id), token_hash(state), self.settings.state_seconds, time.time()
+            token_hash(request_id), token_hash(state), self.settings.state_seconds, time.time(), pending.model_dump()
         ):
             return None
         scopes = github_scopes(pending.scopes, orgs_configured=bool(self.settings.allowed_github_orgs))
@@ -133,6 +133,7 @@ class GitHubLogin:
                 github_scopes=tokens.scopes,
                 dead=False,
                 admitted_via=admitted_via,
+                scopes=" ".join(pending.scopes),  # what the user kept at this consent bounds every token
             )
         )
         if replaced is not None:
