@@ -116,14 +116,16 @@ class GitHubOAuthProvider(
         record = await self.storage.get_pending(token_hash(request_id), time.time())
         return None if record is None else PendingAuthorization.model_validate(record)
 
-    async def approve(self, request_id: str, kept: list[str] | None = None) -> tuple[str, str] | None:
-        """Consent given, to the scopes the user `kept` (all requested by default): (GitHub URL, state)
-        to send the browser to, or None if the request is gone. Only what was kept goes on: to GitHub's
-        authorize URL, the grant, the code, the tokens."""
+    async def approve(self, request_id: str, kept: list[str] | None) -> tuple[str, str] | None:
+        """Consent given, to the scopes the user `kept` (None: a remembered consent, to all requested):
+        (GitHub URL, state) to send the browser to, or None if the request is gone. Only what was kept
+        goes on: to GitHub's authorize URL, the grant, the code, the tokens."""
         pending = await self.pending(request_id)
         if pending is None:
             return None
-        if kept is not None:  # a choice can only narrow what the client asked for
+        if kept is None:
+            pending.remembered = True  # checked again once GitHub says who the user is (login.py)
+        else:  # a choice can only narrow what the client asked for
             pending.scopes = [s for s in pending.scopes if s in kept]
         return await self.login.start(request_id, pending)
 

@@ -260,3 +260,30 @@ async def test_a_store_written_before_grants_carried_scopes_bounds_nothing_more(
         assert (await store.get_grant("g1")).scopes == "user"  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+async def test_a_consent_remembered_in_another_browser_does_not_give_back_what_was_narrowed(
+    github: FakeGitHub, server: ServerProcess
+) -> None:
+    async with httpx2.AsyncClient(timeout=10) as laptop:
+        client_id = await register_client(laptop, server.url, [REDIRECT], "Chooser")
+        auth = authorize_request(server.url, client_id, REDIRECT, scope=ASKED)
+        to_github = await approve(laptop, await open_consent(laptop, auth), ["repo:read", "repo:write"])
+        callback = await through_github(laptop, to_github.headers["location"])
+        first = await exchange_code(laptop, server.url, auth, query(callback.headers["location"])["code"])
+        assert first.json()["scope"] == ASKED  # and the laptop remembers all three
+
+        narrowed = await narrow_on_account(server, ["repo:read"], client_name="Chooser")  # another browser
+        assert narrowed.status_code == 200
+
+        again = authorize_request(server.url, client_id, REDIRECT, scope=ASKED)
+        remembered = await open_consent(laptop, again)
+        assert remembered.status_code == 303  # the laptop's memory skips the page...
+        back = await through_github(laptop, remembered.headers["location"])
+        assert back.status_code == 302 and back.headers["location"].startswith(f"{server.url}/consent?")
+        page = await laptop.get(back.headers["location"])  # ...but the narrowed grant asks on the page again
+        assert page.status_code == 200 and checked_boxes(page.text) == {"scope": ["repo:read", "repo:write"]}
+        to_github = await approve(laptop, page, ["repo:read", "repo:write"])  # widening: a consent on the page
+        code = query((await through_github(laptop, to_github.headers["location"])).headers["location"])["code"]
+        tokens = (await exchange_code(laptop, server.url, again, code)).json()
+    assert tokens["scope"] == ASKED

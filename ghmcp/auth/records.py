@@ -67,6 +67,8 @@ class PendingAuthorization(BaseModel):
     client_state: str | None
     issuer: str
     client_host: str | None = None  # the host a metadata-document client is verified to come from
+    remembered: bool = False  # approved by a consent the browser remembered, not on the page this time
+    ask: bool = False  # show the page even if remembered: that approval would have widened a narrowed grant
 
     def redirect(self, **params: str | None) -> str:
         # RFC 9207: `iss` on every authorization response, errors included, against mix-up attacks.

