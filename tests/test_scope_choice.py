@@ -41,7 +41,7 @@ from tests.support import (
     through_github,
     tool_call_request,
 )
-from tests.test_account import account_session, csrf_of, grant_of
+from tests.test_account import account_session, csrf_of
 from tests.test_replicas import start_pair
 from tests.test_scopes import challenge
 from tests.test_storage_contract import LIMITS, grant, store, stores
@@ -156,10 +156,16 @@ async def test_refresh_keeps_the_narrowed_set(github: FakeGitHub, server: Server
     assert widened.status_code == 400 and widened.json()["error"] == "invalid_scope"
 
 
-async def narrow_on_account(server: ServerProcess, keep: list[str], client_name: str = "Manual") -> httpx2.Response:
+def grant_of_client(page: httpx2.Response, client_id: str) -> str:
+    """The grant id in the /account row of the app whose id starts the row's `app id` (8 characters)."""
+    row = next(r for r in page.text.split("<li>\n") if f"<code>{client_id[:8]}</code>" in r)
+    return row.split('name="grant" value="')[1].split('"')[0]
+
+
+async def narrow_on_account(server: ServerProcess, client_id: str, keep: list[str]) -> httpx2.Response:
     async with httpx2.AsyncClient(timeout=10) as http:
         page = await account_session(http, server)
-        form = {"grant": grant_of(page, client_name), "csrf": csrf_of(page), "action": "narrow", "scope": keep}
+        form = {"grant": grant_of_client(page, client_id), "csrf": csrf_of(page), "action": "narrow", "scope": keep}
         return await http.post(f"{server.url}/account", data=form)
 
 
@@ -181,7 +187,7 @@ async def test_narrowing_on_account_takes_effect_on_a_second_replica(
     assert signed.tokens["scope"] == ASKED
     assert await works(b, signed.access, "create_issue", ISSUE)  # B has read (and cached) it with repo:write
 
-    narrowed = await narrow_on_account(a, ["repo:read"])
+    narrowed = await narrow_on_account(a, signed.client.client_id, ["repo:read"])
     assert narrowed.status_code == 200 and "can no longer: Create issues" in narrowed.text
 
     assert await until_refused(b, signed.access) == 403
@@ -196,11 +202,11 @@ async def test_narrowing_on_account_takes_effect_on_a_second_replica(
 
 async def test_account_narrows_only_and_never_widens(github: FakeGitHub, server: ServerProcess) -> None:
     signed = await sign_in_tokens(server, scope="user repo:read")
-    wider = await narrow_on_account(server, ["repo:read", "repo:write"])
+    wider = await narrow_on_account(server, signed.client.client_id, ["repo:read", "repo:write"])
     assert wider.status_code == 400 and "can only be narrowed" in wider.text
-    same = await narrow_on_account(server, ["repo:read"])
+    same = await narrow_on_account(server, signed.client.client_id, ["repo:read"])
     assert same.status_code == 200 and "Nothing changed" in same.text
-    emptied = await narrow_on_account(server, [])  # the sign-in scope stays
+    emptied = await narrow_on_account(server, signed.client.client_id, [])  # the sign-in scope stays
     assert emptied.status_code == 200
     refreshed = await refresh_grant(signed.client, signed.refresh)
     assert refreshed.json()["scope"] == "user"
@@ -273,7 +279,7 @@ async def test_a_consent_remembered_in_another_browser_does_not_give_back_what_w
         first = await exchange_code(laptop, server.url, auth, query(callback.headers["location"])["code"])
         assert first.json()["scope"] == ASKED  # and the laptop remembers all three
 
-        narrowed = await narrow_on_account(server, ["repo:read"], client_name="Chooser")  # another browser
+        narrowed = await narrow_on_account(server, client_id, ["repo:read"])  # in another browser
         assert narrowed.status_code == 200
 
         again = authorize_request(server.url, client_id, REDIRECT, scope=ASKED)
