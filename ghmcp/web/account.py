@@ -51,8 +51,8 @@ class ConnectedApp:
     scopes: list[tuple[str, str]]  # (scope, in words): its tokens may use these now; the narrowing form's boxes
     connected: str
     last_used: str
-    login: str = ""  # the GitHub login and the whole client id, for the audit log
-    full_client_id: str = ""
+    login: str  # the GitHub login and the whole client id, for the audit log
+    full_client_id: str
 
 
 class AccountPage:

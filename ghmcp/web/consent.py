@@ -149,12 +149,10 @@ class ConsentPage:
         if approved is None:
             return self._expired()
         github_url, state = approved
-        if kept is not None:
-            unchecked = [s for s in pending.scopes if s not in kept]
-            pending = pending.model_copy(update={"scopes": [s for s in pending.scopes if s in kept]})
-            audit.event("consent_given", client_id=pending.client_id, scopes=pending.scopes, unchecked=unchecked)
-        else:
-            audit.event("consent_given", client_id=pending.client_id, scopes=pending.scopes)
+        scopes = pending.scopes if kept is None else [s for s in pending.scopes if s in kept]
+        unchecked = [s for s in pending.scopes if s not in scopes]
+        audit.event("consent_given", client_id=pending.client_id, scopes=scopes, unchecked=unchecked)
+        pending = pending.model_copy(update={"scopes": scopes})  # a remembered approval covers only these
         response = RedirectResponse(github_url, status_code=303)
         self.cookies.bind_login(request, response, state)
         if not self.settings.consent_always_ask:
