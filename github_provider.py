@@ -21,6 +21,7 @@ from pydantic import AnyUrl
 
 from ghmcp import audit
 from ghmcp.asgi.origin import client_origin, wide_origin_key
+from ghmcp.auth.choice import within
 from ghmcp.auth.cimd import verified_host
 from ghmcp.auth.clients import Clients
 from ghmcp.auth.issuing import alive, deadline, first_family, token_answer, token_rows
@@ -116,10 +117,18 @@ class GitHubOAuthProvider(
         record = await self.storage.get_pending(token_hash(request_id), time.time())
         return None if record is None else PendingAuthorization.model_validate(record)
 
-    async def approve(self, request_id: str) -> tuple[str, str] | None:
-        """Consent given: (GitHub URL, state) to send the browser to, or None if the request is gone."""
+    async def approve(self, request_id: str, kept: list[str] | None) -> tuple[str, str] | None:
+        """Consent given, to the scopes the user `kept` (None: a remembered consent, to all requested):
+        (GitHub URL, state) to send the browser to, or None if the request is gone. Only what was kept
+        goes on: to GitHub's authorize URL, the grant, the code, the tokens."""
         pending = await self.pending(request_id)
-        return None if pending is None else await self.login.start(request_id, pending)
+        if pending is None:
+            return None
+        if kept is None:
+            pending.remembered = True  # checked again once GitHub says who the user is (login.py)
+        else:  # a choice can only narrow what the client asked for
+            pending.scopes = [s for s in pending.scopes if s in kept]
+        return await self.login.start(request_id, pending)
 
     async def deny(self, request_id: str) -> str | None:
         record = await self.storage.take_pending(token_hash(request_id), time.time())
@@ -225,7 +234,9 @@ class GitHubOAuthProvider(
             raise TokenError("invalid_grant", "this GitHub account is no longer allowed here")
         access = self.keyring.derive_secret("rotated-access", refresh_token.token)
         refresh = self.keyring.derive_secret("rotated-refresh", refresh_token.token)
-        # A refresh may narrow scopes (the SDK refuses widening); the family keeps the narrowed set.
+        # A refresh may narrow scopes (the SDK refuses widening); the family keeps the narrowed set,
+        # never more than the grant allows now (narrowed on /account since the token was loaded).
+        scopes = within(scopes, record.grant.scopes)
         rotated = record.family
         rotated.generation, rotated.scopes = refresh_token.generation + 1, scopes
         rows = token_rows(rotated, access, refresh, self.settings)

@@ -145,6 +145,20 @@ def form_fields(html: str) -> dict[str, str]:
     }
 
 
+def checked_boxes(html: str) -> dict[str, list[str]]:
+    """The checkboxes a browser submits with a form: checked ones, not disabled (the consent page's scopes)."""
+    boxes: dict[str, list[str]] = {}
+    for m in re.finditer(r'<input type="checkbox" name="([^"]+)" value="([^"]*)"( checked)?( disabled)?>', html):
+        if m.group(3) and not m.group(4):
+            boxes.setdefault(m.group(1), []).append(unescape(m.group(2)))
+    return boxes
+
+
+def consent_form(html: str, action: str) -> dict[str, Any]:
+    """What pressing `action` on the consent page `html` posts, with every scope left checked."""
+    return {**form_fields(html), **checked_boxes(html), "action": action}
+
+
 class Browser:
     """A scripted browser: follows redirects by hand, keeps cookies, answers the consent page."""
 
@@ -168,7 +182,7 @@ class Browser:
             if response.is_redirect:
                 url = urljoin(url, response.headers["location"])
             elif response.status_code == 200 and 'action="/consent"' in response.text:
-                data = form_fields(response.text) | {"action": self.consent}
+                data = consent_form(response.text, self.consent)
                 method, url = "POST", urljoin(url, "/consent")
             elif response.status_code == 200 and self.github_login and "data-login=" in response.text:
                 link = re.search(rf'href="([^"]+)" data-login="{re.escape(self.github_login)}"', response.text)
@@ -491,7 +505,7 @@ async def open_consent(http: httpx2.AsyncClient, auth: AuthorizeRequest) -> http
 async def submit_consent(http: httpx2.AsyncClient, page: httpx2.Response, action: str) -> httpx2.Response:
     """Press a button of the consent form `page`, as a browser with this client's cookies would."""
     assert page.status_code == 200 and 'action="/consent"' in page.text, page.text
-    return await http.post(urljoin(str(page.url), "/consent"), data=form_fields(page.text) | {"action": action})
+    return await http.post(urljoin(str(page.url), "/consent"), data=consent_form(page.text, action))
 
 
 async def through_github(http: httpx2.AsyncClient, github_authorize_url: str) -> httpx2.Response:

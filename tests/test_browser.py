@@ -31,8 +31,10 @@ from tests.support import (
     query,
     register_client,
     running_server,
+    tool_call_request,
     tool_error,
 )
+from tests.test_scopes import challenge
 
 pytestmark = pytest.mark.anyio
 
@@ -189,6 +191,33 @@ async def test_sign_in_in_a_real_browser_reaches_the_client_with_a_working_code(
     async with httpx2.AsyncClient(timeout=10) as http:
         tokens = await exchange_code(http, mcp_server.url, auth, params["code"])
     assert tokens.status_code == 200 and tokens.json()["token_type"] == "Bearer"
+
+
+async def test_unchecking_a_write_scope_in_a_real_browser_leaves_it_out_and_a_write_tool_is_refused(
+    github: FakeGitHub, mcp_server: ServerProcess, site: ClientSite, chromium: Browser
+) -> None:
+    auth = await registered(mcp_server, site, scope="user repo:read repo:write")
+    page = await new_page(chromium)
+    await page.goto(auth.url)
+    sign_in = page.get_by_role("checkbox", name="Read your GitHub profile")
+    assert await sign_in.is_checked() and await sign_in.is_disabled()  # needed to sign in
+    write = page.get_by_role("checkbox", name="Create issues and comments")
+    await write.uncheck()
+    assert not await write.is_checked()
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "consent-scopes.png"), full_page=True)
+
+    async with page.expect_navigation(url=f"{site.redirect_uri}?**"):
+        await page.get_by_role("button", name="Approve").click()
+
+    (received,) = site.received
+    async with httpx2.AsyncClient(timeout=10) as http:
+        tokens = (await exchange_code(http, mcp_server.url, auth, query(received)["code"])).json()
+    assert tokens["scope"] == "user repo:read"
+    issue = {"owner": "bob", "repo": "hello-world", "title": "Unchecked"}
+    refused = await tool_call_request(mcp_server, tokens["access_token"], "create_issue", issue)
+    assert refused.status_code == 403
+    assert challenge(refused)["scope"].split() == ["user", "repo:read", "repo:write"]  # what to step up to
 
 
 async def test_deny_in_a_real_browser_reaches_the_client_with_access_denied(

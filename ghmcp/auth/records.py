@@ -9,6 +9,7 @@ from typing import Any, Literal
 from mcp.server.auth.provider import AccessToken, AuthorizationCode, RefreshToken, construct_redirect_uri
 from pydantic import BaseModel, PrivateAttr
 
+from ghmcp.auth.choice import within
 from ghmcp.storage import Grant, TokenRecord
 
 
@@ -45,7 +46,7 @@ def _token_fields(token: str, record: TokenRecord) -> dict[str, Any]:
     return {
         "token": token,
         "client_id": family.client_id,
-        "scopes": family.scopes,
+        "scopes": within(family.scopes, record.grant.scopes),  # narrowed on /account: every replica, next read
         "expires_at": int(record.token.expires_at),
         "resource": family.resource,
         "subject": family.subject,
@@ -66,6 +67,8 @@ class PendingAuthorization(BaseModel):
     client_state: str | None
     issuer: str
     client_host: str | None = None  # the host a metadata-document client is verified to come from
+    remembered: bool = False  # approved by a consent the browser remembered, not on the page this time
+    ask: bool = False  # show the page even if remembered: that approval would have widened a narrowed grant
 
     def redirect(self, **params: str | None) -> str:
         # RFC 9207: `iss` on every authorization response, errors included, against mix-up attacks.

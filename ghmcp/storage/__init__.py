@@ -39,6 +39,9 @@ class Grant:
     admitted_via: str = ""  # "everyone", "user" or "org:<name>": what admitted the user (re-checked later)
     refresh_lease_until: float = 0.0  # a process refreshing the GitHub token holds this lease
     repositories: str = ""  # the user's choice (ghmcp/auth/repositories.py encode): "" for every repository
+    # The MCP scopes every token of this grant is bounded by (space-separated): those the user kept at
+    # the latest consent, narrowed on /account. None: a grant stored before grants carried scopes.
+    scopes: str | None = None
 
 
 @dataclass
@@ -178,9 +181,11 @@ class Storage(Protocol):
         ...
 
     async def get_pending(self, key: str, now: float) -> dict[str, Any] | None: ...
-    async def approve_pending(self, key: str, state_hash: str, github_seconds: float, now: float) -> bool:
+    async def approve_pending(
+        self, key: str, state_hash: str, github_seconds: float, now: float, record: dict[str, Any] | None = None
+    ) -> bool:
         """Consent stage -> GitHub stage, expiring `github_seconds` from now, never past its own
-        consent deadline plus `github_seconds`."""
+        consent deadline plus `github_seconds`; `record` (what the consent chose) replaces the stored one."""
         ...
 
     async def take_pending(self, key: str, now: float) -> dict[str, Any] | None: ...
@@ -234,6 +239,10 @@ class Storage(Protocol):
 
     async def connected(self, subject: str) -> list[tuple[Grant, list[Family]]]:
         """A user's live grants, each with its live families (the account page's list)."""
+        ...
+
+    async def narrow_grant(self, grant_id: str, subject: str, scopes: str) -> bool:
+        """Bound every token of `subject`'s live grant to `scopes` (the caller passes a narrower set)."""
         ...
 
     # Token families

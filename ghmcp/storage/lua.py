@@ -115,7 +115,7 @@ end
 return false
 """
 
-# ARGV: prefix, key, state_hash, github_seconds, now
+# ARGV: prefix, key, state_hash, github_seconds, now, record ('' keeps the stored one)
 APPROVE_PENDING = """
 local key, seconds, now = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
 local pending = p .. 'pending:' .. key
@@ -123,6 +123,7 @@ local row = redis.call('HMGET', pending, 'stage', 'expires_at', 'client_id', 'or
 if row[1] ~= 'consent' or tonumber(row[2]) <= now then return 0 end
 local expires_at = math.min(now + seconds, tonumber(row[2]) + seconds)
 redis.call('HSET', pending, 'stage', 'github', 'state_hash', ARGV[3], 'expires_at', string.format('%.6f', expires_at))
+if ARGV[6] ~= '' then redis.call('HSET', pending, 'record', ARGV[6]) end
 redis.call('PEXPIREAT', pending, math.ceil(expires_at * 1000))
 redis.call('SET', p .. 'pending-state:' .. ARGV[3], key, 'PXAT', math.ceil(expires_at * 1000))
 for _, index in ipairs(pending_indexes(row[3], row[4], row[5])) do
@@ -312,4 +313,13 @@ for _, code_hash in ipairs(redis.call('SMEMBERS', p .. 'grant-codes:' .. grant_i
   if redis.call('EXISTS', p .. 'code:' .. code_hash) == 1 then return nil end
 end
 return release(grant_id, tonumber(ARGV[3]))
+"""
+
+# ARGV: prefix, grant_id, subject, scopes. Only the subject's own live grant.
+NARROW_GRANT = """
+local grant = p .. 'grant:' .. ARGV[2]
+local row = redis.call('HMGET', grant, 'subject', 'dead')
+if row[1] ~= ARGV[3] or row[2] ~= '0' then return 0 end
+redis.call('HSET', grant, 'scopes', ARGV[4])
+return 1
 """

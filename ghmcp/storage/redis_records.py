@@ -46,6 +46,7 @@ def grant_from(row: dict[str, str]) -> Grant:
         admitted_via=row.get("admitted_via", ""),
         refresh_lease_until=float(row.get("refresh_lease_until", 0)),
         repositories=row.get("repositories", ""),
+        scopes=row.get("scopes"),
     )
 
 

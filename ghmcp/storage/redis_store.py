@@ -110,8 +110,11 @@ class RedisStorage:
             return None
         return dict(json.loads(record))
 
-    async def approve_pending(self, key: str, state_hash: str, github_seconds: float, now: float) -> bool:
-        return bool(await self._run("APPROVE_PENDING", key, state_hash, github_seconds, now))
+    async def approve_pending(
+        self, key: str, state_hash: str, github_seconds: float, now: float, record: dict[str, Any] | None = None
+    ) -> bool:
+        chosen = "" if record is None else json.dumps(record)
+        return bool(await self._run("APPROVE_PENDING", key, state_hash, github_seconds, now, chosen))
 
     async def take_pending(self, key: str, now: float) -> dict[str, Any] | None:
         return json_record(await self._run("TAKE_PENDING", key, "consent", "", now))
@@ -191,6 +194,9 @@ class RedisStorage:
                 rows = await pipe.execute()
             connected.append((grant, [f for f in (family_from(row) for row in rows if row) if not f.revoked]))
         return connected
+
+    async def narrow_grant(self, grant_id: str, subject: str, scopes: str) -> bool:
+        return bool(await self._run("NARROW_GRANT", grant_id, subject, scopes))
 
     # Token families
     async def get_token(self, token_hash: str) -> TokenRecord | None:

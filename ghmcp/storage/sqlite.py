@@ -98,11 +98,14 @@ class SQLiteStorage(SQLiteFile):
         row = self._one("SELECT record FROM pending WHERE key = ? AND stage = 'consent' AND expires_at > ?", (key, now))
         return None if row is None else dict(json.loads(row["record"]))
 
-    async def approve_pending(self, key: str, state_hash: str, github_seconds: float, now: float) -> bool:
+    async def approve_pending(
+        self, key: str, state_hash: str, github_seconds: float, now: float, record: dict[str, Any] | None = None
+    ) -> bool:
+        chosen = None if record is None else json.dumps(record)
         cursor = self._run(
-            "UPDATE pending SET stage = 'github', state_hash = ?, expires_at = MIN(? + ?, expires_at + ?)"
-            " WHERE key = ? AND stage = 'consent' AND expires_at > ?",
-            (state_hash, now, github_seconds, github_seconds, key, now),
+            "UPDATE pending SET stage = 'github', state_hash = ?, expires_at = MIN(? + ?, expires_at + ?),"
+            " record = COALESCE(?, record) WHERE key = ? AND stage = 'consent' AND expires_at > ?",
+            (state_hash, now, github_seconds, github_seconds, chosen, key, now),
         )
         return cursor.rowcount == 1
 
@@ -216,6 +219,12 @@ class SQLiteStorage(SQLiteFile):
             (subject,),
         ).fetchall()
         return [(grant_from(g), [family_from(f) for f in families if f["grant_id"] == g["grant_id"]]) for g in grants]
+
+    async def narrow_grant(self, grant_id: str, subject: str, scopes: str) -> bool:
+        cursor = self._run(
+            "UPDATE grants SET scopes = ? WHERE grant_id = ? AND subject = ? AND dead = 0", (scopes, grant_id, subject)
+        )
+        return cursor.rowcount == 1
 
     # Token families
     async def get_token(self, token_hash: str) -> TokenRecord | None:

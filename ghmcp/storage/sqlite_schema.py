@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS grants (
     token_enc TEXT NOT NULL, refresh_enc TEXT, expires_at REAL, refresh_expires_at REAL,
     github_scopes TEXT NOT NULL, dead INTEGER NOT NULL DEFAULT 0, admitted_via TEXT NOT NULL DEFAULT '',
     refresh_lease_until REAL NOT NULL DEFAULT 0,
-    repositories TEXT NOT NULL DEFAULT '',  -- last column: where migrate's ALTER TABLE puts it in older files
+    repositories TEXT NOT NULL DEFAULT '',  -- these two last: where migrate's ALTER TABLE puts them in older files
+    scopes TEXT,
     UNIQUE (subject, client_id));
 CREATE TABLE IF NOT EXISTS families (
     family_id TEXT PRIMARY KEY, grant_id TEXT NOT NULL, client_id TEXT NOT NULL, subject TEXT NOT NULL,
@@ -60,3 +61,6 @@ def migrate(db: sqlite3.Connection) -> None:
         # Grants from before per-grant repositories reach every repository, as they did.
         db.execute("ALTER TABLE grants ADD COLUMN repositories TEXT NOT NULL DEFAULT ''")
     db.execute("CREATE INDEX IF NOT EXISTS pending_by_wide_origin ON pending (wide_origin, expires_at)")
+    if "scopes" not in {row["name"] for row in db.execute("PRAGMA table_info(grants)")}:
+        # NULL: no bound beyond each family's own scopes, as before grants carried scopes.
+        db.execute("ALTER TABLE grants ADD COLUMN scopes TEXT")

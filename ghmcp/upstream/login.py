@@ -76,7 +76,7 @@ class GitHubLogin:
         """Consent given: mint the GitHub `state` (never the client's) and return (GitHub URL, state)."""
         state = new_secret()  # RFC 6749 §10.12: our own unguessable, single-use state
         if not await self.storage.approve_pending(
-            token_hash(request_id), token_hash(state), self.settings.state_seconds, time.time()
+            token_hash(request_id), token_hash(state), self.settings.state_seconds, time.time(), pending.model_dump()
         ):
             return None
         scopes = github_scopes(pending.scopes, orgs_configured=bool(self.settings.allowed_github_orgs))
@@ -127,6 +127,11 @@ class GitHubLogin:
             denied = pending.redirect(error="access_denied", error_description="This GitHub account is not allowed")
             return LoginOutcome(denied, refused_login=login)
         subject = f"github:{github_id}"
+        narrowed = await self._narrowed_grant(subject, pending) if pending.remembered else None
+        if narrowed is not None:
+            if self.keyring.decrypt(narrowed.token_enc) != tokens.access_token:  # GitHub may hand back the same
+                await self.github.revoke(tokens.access_token)  # nothing is kept: the user decides on the page first
+            return await self._ask_again(pending)
         if repositories is None:
             # Issue 19: no new choice was made, so a narrowing made on /account is not undone by a re-sign-in.
             previous = [g for g, _ in await self.storage.connected(subject) if g.client_id == pending.client_id]
@@ -145,6 +150,7 @@ class GitHubLogin:
                 dead=False,
                 admitted_via=admitted_via,
                 repositories=repositories,
+                scopes=" ".join(pending.scopes),  # what the user kept at this consent bounds every token
             )
         )
         if replaced is not None:
@@ -155,6 +161,32 @@ class GitHubLogin:
         )
         audit.event("sign_in", login=login, github_id=github_id, client_id=pending.client_id, scopes=pending.scopes)
         return SignedIn(subject, grant_id)
+
+    async def _narrowed_grant(self, subject: str, pending: PendingAuthorization) -> Grant | None:
+        """The user's grant for this app if `pending` asks for more than it allows now (narrowed since)."""
+        held = [g for g, _ in await self.storage.connected(subject) if g.client_id == pending.client_id]
+        if not held or held[0].scopes is None or set(pending.scopes) <= set(held[0].scopes.split()):
+            return None
+        return held[0]
+
+    async def _ask_again(self, pending: PendingAuthorization) -> LoginOutcome:
+        """The consent page once more: a remembered approval never gives back what the user narrowed since
+        (on /account, or by unchecking it in another browser). Widening is a consent on the page."""
+        request_id, now, origin = new_secret(), time.time(), client_origin.get()
+        full = await self.storage.add_pending(
+            token_hash(request_id),
+            pending.model_copy(update={"remembered": False, "ask": True}).model_dump(),
+            client_id=pending.client_id,
+            origin=origin,
+            wide_origin=wide_origin_key(origin),
+            expires_at=now + self.settings.consent_seconds,
+            limits=self.pending_limits,
+            now=now,
+        )
+        if full is not None:
+            busy = "Too many sign-ins in progress; try again shortly"
+            return LoginOutcome(pending.redirect(error="temporarily_unavailable", error_description=busy))
+        return LoginOutcome(f"{self.settings.server_url}/consent?request={request_id}")
 
     # The connected-apps page (web/account.py): its own GitHub sign-in, which keeps no GitHub token.
     async def start_account_sign_in(self) -> tuple[str, str] | None:

@@ -5,7 +5,11 @@ The page has its own short-lived sign-in: GitHub proves who the user is (the Git
 that is revoked at once), and a signed session cookie (`__Host-` on https) remembers it for
 `SESSION_SECONDS`. Every form posts to `/account` (so the rate limit and body bound of that path
 cover them all) with the consent page's CSRF defence and an `action`: `disconnect` only asks for
-confirmation, `confirm` disconnects, `sign-out` forgets the session.
+confirmation, `confirm` disconnects, `narrow` keeps only the checked scopes of one app, `sign-out`
+forgets the session. Narrowing bounds the app's grant (`Grant.scopes`), which every token of the
+grant is read with: it holds on every replica within the token cache's bound
+(auth/token_cache.py), and a refresh afterwards carries only the narrowed scopes. Widening is
+never done here: the app asks again, and the user approves on the consent page.
 
 What a row says is what the store already keeps: "connected" is the earliest `signed_in_at` of the
 app's live sign-ins, and "last used" the latest `rotated_at`, when it last obtained a token (at
@@ -23,7 +27,9 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ghmcp import audit
 from ghmcp.asgi import pages
+from ghmcp.auth import choice
 from ghmcp.auth.cimd import is_document_url, verified_host
 from ghmcp.auth.keys import new_secret
 from ghmcp.auth.scopes import SCOPES
@@ -43,9 +49,11 @@ class ConnectedApp:
     host: str
     verified: bool
     client_id: str  # as shown: a registered client's first characters, a metadata document's whole URL
-    scopes: list[str]  # in words
+    scopes: list[tuple[str, str]]  # (scope, in words): its tokens may use these now; the narrowing form's boxes
     connected: str
     last_used: str
+    login: str  # the GitHub login and the whole client id, for the audit log
+    full_client_id: str
     repositories: list[str] | None = None  # None: every repository the user can reach
 
 
@@ -74,6 +82,7 @@ class AccountPage:
             title="Connected apps",
             login=login,
             apps=await self._apps(subject),
+            sign_in_scope=choice.SIGN_IN_SCOPE,
             csrf=self.cookies.keyring.signer("account-csrf").dumps([subject, nonce]),
         )
         self.cookies.write(response, "mcp_csrf", nonce, SESSION_SECONDS)
@@ -114,6 +123,8 @@ class AccountPage:
             return self._sign_out()
         if action == "narrow-repositories":
             return await self._narrow_repositories(session[0], str(form.get("grant", "")), form)
+        if action == "narrow":
+            return await self._narrow(session[0], form)
         if action not in ("disconnect", "confirm"):
             return self._answer("Request not understood", "Use the buttons of the connected-apps page.", 400)
         grant_id = str(form.get("grant", ""))
@@ -163,7 +174,7 @@ class AccountPage:
             client = await self.provider.get_client(grant.client_id)
             document = is_document_url(grant.client_id, self.settings.cimd_allow_http_loopback)
             redirect = str(client.redirect_uris[0]) if client and client.redirect_uris else ""
-            scopes = sorted({s for f in families for s in f.scopes})
+            scopes = sorted({s for f in families for s in choice.within(f.scopes, grant.scopes)})
             apps.append(
                 ConnectedApp(
                     grant_id=grant.grant_id,
@@ -171,10 +182,12 @@ class AccountPage:
                     host=verified_host(grant.client_id) if document else urlsplit(redirect).netloc or redirect,
                     verified=document,
                     client_id=grant.client_id if document else grant.client_id[:SHORT_ID],
-                    scopes=[SCOPES[s].description if s in SCOPES else s for s in scopes],
+                    scopes=[(s, SCOPES[s].description if s in SCOPES else s) for s in scopes],
                     connected=_when(min((f.signed_in_at for f in families if f.signed_in_at), default=0), "unknown"),
                     last_used=_when(max((f.rotated_at for f in families), default=0), "never"),
                     repositories=account_repositories.shown(grant),
+                    login=grant.github_login,
+                    full_client_id=grant.client_id,
                 )
             )
         return apps
@@ -188,6 +201,36 @@ class AccountPage:
         except ValueError as exc:
             return self._answer("Repositories not changed", str(exc), 400)
         return self._answer(title, text)
+
+    async def _narrow(self, subject: str, form: FormData) -> Response:
+        """Keep only the checked scopes of one app; the sign-in scope and anything not shown cannot be
+        added here (a forged scope refuses the form: widening goes through a new consent)."""
+        grant_id = str(form.get("grant", ""))
+        app = next((a for a in await self._apps(subject) if a.grant_id == grant_id), None)
+        if app is None:
+            return self._answer("Nothing to change", "That app is not connected.", 404)
+        submitted = [s for s in form.getlist("scope") if isinstance(s, str)]
+        granted = [name for name, _ in app.scopes]
+        kept = choice.kept(granted, submitted)
+        if kept is None:
+            return self._answer(
+                "Request not accepted",
+                f"Access can only be narrowed here. To give {app.name} more, use it: it asks again, and you approve.",
+                400,
+            )
+        removed = [s for s in granted if s not in kept]
+        if not removed:
+            return self._answer("Nothing changed", f"{app.name} keeps the access it had.")
+        if not await self.provider.storage.narrow_grant(grant_id, subject, " ".join(kept)):
+            return self._answer("Nothing to change", "That app is not connected.", 404)  # gone meanwhile
+        self.provider.cache.invalidate()  # here at once; other replicas within token_cache.TTL_SECONDS
+        audit.event("grant_narrowed", login=app.login, client_id=app.full_client_id, scopes=kept, removed=removed)
+        words = "; ".join(SCOPES[s].description for s in removed)
+        return self._answer(
+            "Access narrowed",
+            f"{app.name} can no longer: {words}. Its tokens lost this access at once. "
+            "If it asks for it again, you decide on the consent page.",
+        )
 
     def _refused(self) -> Response:
         return self._answer("Request not accepted", "Reload the page and try again.", 403)

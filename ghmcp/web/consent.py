@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ghmcp import audit
 from ghmcp.asgi import pages
+from ghmcp.auth import choice
 from ghmcp.auth.keys import Keyring, new_secret, token_hash
 from ghmcp.auth.records import PendingAuthorization
 from ghmcp.auth.registration import LOOPBACK_HOSTS
@@ -96,14 +97,16 @@ class ConsentPage:
         pending = await self.provider.pending(request_id) if request_id else None
         if pending is None:
             return self._expired()
-        if not self.settings.consent_always_ask and self._remembered(request, pending):
+        if not self.settings.consent_always_ask and not pending.ask and self._remembered(request, pending):
             return await self._approve(request, request_id, pending)
-        # CSRF (signed double submit): the form's token names this request and the cookie's nonce.
+        # CSRF (signed double submit): the form's token names this request, the cookie's nonce and
+        # the scopes the page shows (only those can be kept).
         # A nonce this browser already holds is kept, so two consent tabs open at once both work;
         # each token is still single use, since approving or denying consumes its request.
         held = self.cookies.read(request, "mcp_csrf", self.settings.state_seconds)
         nonce = held if isinstance(held, str) else new_secret()
-        csrf = self.cookies.keyring.signer("csrf").dumps([token_hash(request_id), nonce])
+        shown = choice.offered(pending.scopes)
+        csrf = self.cookies.keyring.signer("csrf").dumps([token_hash(request_id), nonce, shown])
         host, warning = describe_redirect(pending.redirect_uri)
         response = pages.render(
             "consent.html",
@@ -115,7 +118,9 @@ class ConsentPage:
             redirect_host=host,
             github_host=urlsplit(self.settings.github_url).netloc,
             redirect_warning=warning,
-            scopes=[{"name": s, "description": SCOPES[s].description} for s in pending.scopes if s in SCOPES],
+            scopes=[
+                {"name": s, "description": SCOPES[s].description, "locked": s == choice.SIGN_IN_SCOPE} for s in shown
+            ],
             request_id=request_id,
             csrf=csrf,
         )
@@ -130,7 +135,7 @@ class ConsentPage:
         request_id, csrf, action = (str(form.get(k, "")) for k in ("request", "csrf", "action"))
         signed = self.cookies.keyring.load_signed("csrf", csrf, self.settings.state_seconds)
         nonce = self.cookies.read(request, "mcp_csrf", self.settings.state_seconds)
-        if not (isinstance(signed, list) and isinstance(nonce, str) and signed == [token_hash(request_id), nonce]):
+        if not (isinstance(signed, list) and isinstance(nonce, str) and signed[:2] == [token_hash(request_id), nonce]):
             return self._refused()
         if action == "deny":
             redirect = await self.provider.deny(request_id)
@@ -141,21 +146,34 @@ class ConsentPage:
             pending = await self.provider.pending(request_id)
             if pending is None:
                 return self._expired()
+            kept = _kept_scopes(signed, form.getlist("scope"))
+            if kept is None:
+                return self._forged_scope()
             chosen = "chosen" if str(form.get("repositories", "all")) == "chosen" else "all"
-            response = await self._approve(request, request_id, pending, repositories=chosen)
+            response = await self._approve(request, request_id, pending, kept, repositories=chosen)
         else:
             return self._refused()
         self.cookies.clear(response, "mcp_csrf")  # single use
         return response
 
     async def _approve(
-        self, request: Request, request_id: str, pending: PendingAuthorization, *, repositories: str = "keep"
+        self,
+        request: Request,
+        request_id: str,
+        pending: PendingAuthorization,
+        kept: list[str] | None = None,
+        *,
+        repositories: str = "keep",
     ) -> Response:
-        approved = await self.provider.approve(request_id)
+        """Consent to the scopes the user `kept` (None: a remembered consent, to all that were asked)."""
+        approved = await self.provider.approve(request_id, kept)
         if approved is None:
             return self._expired()
         github_url, state = approved
-        audit.event("consent_given", client_id=pending.client_id, scopes=pending.scopes)
+        scopes = pending.scopes if kept is None else [s for s in pending.scopes if s in kept]
+        unchecked = [s for s in pending.scopes if s not in scopes]
+        audit.event("consent_given", client_id=pending.client_id, scopes=scopes, unchecked=unchecked)
+        pending = pending.model_copy(update={"scopes": scopes})  # a remembered approval covers only these
         response = RedirectResponse(github_url, status_code=303)
         self.cookies.bind_login(request, response, state)
         self.cookies.mark_repositories(request, response, state, repositories)
@@ -202,6 +220,23 @@ class ConsentPage:
             "This form could not be verified. Reload the sign-in from your app and try again.",
             403,
         )
+
+    def _forged_scope(self) -> Response:
+        return pages.message(
+            self.settings.app_name,
+            "Request not accepted",
+            "The form named access that this page did not offer. Reload the sign-in from your app and try again.",
+            400,
+        )
+
+
+def _kept_scopes(signed: list[Any], submitted: list[Any]) -> list[str] | None:
+    """The scopes the user kept, of those the page showed (named in its signed CSRF token); None when
+    the form names another (forged: nothing is approved or stored)."""
+    shown = signed[2] if len(signed) == 3 and isinstance(signed[2], list) else None
+    if shown is None or not all(isinstance(s, str) for s in [*shown, *submitted]):
+        return None
+    return choice.kept(shown, submitted)
 
 
 def remember_key(client_id: str, redirect_uri: str) -> str:
