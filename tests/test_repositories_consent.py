@@ -17,6 +17,7 @@ from tests.support import (
     ManualClient,
     ServerProcess,
     bearer_client,
+    consent_form,
     form_fields,
     query,
     server_db,
@@ -41,7 +42,7 @@ async def picker(http: httpx2.AsyncClient, client: ManualClient) -> httpx2.Respo
     authorize = await http.get(client.authorize_url(scope="user repo:read repo:write"))
     consent = await http.get(authorize.headers["location"])
     assert 'name="repositories" value="chosen"' in consent.text
-    fields = form_fields(consent.text) | {"action": "approve", "repositories": "chosen"}
+    fields = consent_form(consent.text, "approve") | {"repositories": "chosen"}
     to_github = await http.post(urljoin(str(consent.url), "/consent"), data=fields)
     assert to_github.status_code == 303, to_github.text
     at_github = await http.get(to_github.headers["location"])
@@ -157,9 +158,7 @@ async def test_a_remembered_consent_keeps_a_narrower_choice_and_only_some_is_nev
 
     async with httpx2.AsyncClient(timeout=10) as http:
         consent = await sign_in(http)
-        approved = await http.post(
-            urljoin(str(consent.url), "/consent"), data=form_fields(consent.text) | {"action": "approve"}
-        )
+        approved = await http.post(urljoin(str(consent.url), "/consent"), data=consent_form(consent.text, "approve"))
         await http.get((await http.get(approved.headers["location"])).headers["location"])
         narrowed = '[{"owner": "alice", "repo": "hello-world", "owner_id": 1001, "repo_id": 1}]'
         with server_db(server) as db:
