@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -18,20 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.support import free_port
+from tests.support import free_port, unavailable
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 def require_prometheus() -> None:
     if not Path(PROMETHEUS).exists():
-        message = "prometheus is missing (install Debian's prometheus package to run the metrics tests)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("prometheus is missing (install Debian's prometheus package to run the metrics tests)")
 
 
 class Prometheus:

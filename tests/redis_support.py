@@ -6,7 +6,6 @@ Absent: the tests that need it skip, except under CI=true where they fail.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import time
@@ -14,21 +13,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import redis
 
 from tests.redis_tls_support import SERVER_NAME, TlsFiles
-from tests.support import free_port
+from tests.support import free_port, unavailable
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def require_redis() -> None:
     if not Path(REDIS_SERVER).exists():
-        message = "redis-server is missing (install Debian's redis-server package to run the Redis tests)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("redis-server is missing (install Debian's redis-server package to run the Redis tests)")
 
 
 @dataclass

@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx2
+import pytest
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.client import Client
 from mcp.client.sse import sse_client
@@ -31,6 +32,13 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull,
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_REDIRECT = "http://127.0.0.1:1/callback"  # nothing listens: the scripted browser stops there
 Transport = Literal["streamable-http", "sse"]
+
+
+def unavailable(message: str) -> NoReturn:
+    """A program a test needs is missing: skip, except under CI, where it fails (.ci/run installs it)."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def free_port() -> int:

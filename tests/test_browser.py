@@ -7,7 +7,6 @@ Chromium refuses to put the page in a frame. Screenshots land in `test-artifacts
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from tests.support import (
     running_server,
     tool_call_request,
     tool_error,
+    unavailable,
 )
 from tests.test_scopes import challenge
 
@@ -56,10 +56,7 @@ TIMEOUT_MS = 15_000
 @pytest.fixture(scope="module", autouse=True)
 def chromium_present() -> None:
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (install Debian's chromium package; never `playwright install`)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{CHROMIUM} is missing (install Debian's chromium package; never `playwright install`)")
 
 
 @pytest.fixture(scope="module")
