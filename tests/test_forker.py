@@ -83,8 +83,9 @@ async def test_an_endpoint_the_stand_in_lacks_is_named_in_the_tool_error(
 
     token = github.issue_token("alice", ["read:user"]).access_token
     grant = Grant("g1", "github:1", "c", "alice", provider.keyring.encrypt(token), None, None, None, "read:user", False)
-    access = GitHubAccessToken(token="t", client_id="c", scopes=["user"], expires_at=None, grant_id="g1", family_id="f")
-    access._grant = grant
+    access = GitHubAccessToken(
+        token="t", client_id="c", scopes=["user"], expires_at=None, grant_id="g1", family_id="f", grant=grant
+    )
     context = auth_context_var.set(AuthenticatedUser(access))
     try:
         async with Client(mcp) as client:

@@ -21,7 +21,9 @@ from starlette.types import Message
 
 from ghmcp.auth import scopes
 from ghmcp.auth.bearer import BearerGate
+from ghmcp.auth.records import GitHubAccessToken
 from ghmcp.auth.token_cache import TokenCache
+from ghmcp.storage import Grant
 from ghmcp.web import build
 from ghmcp.web.access_log import RequestLog
 from tests.conftest import StartServer
@@ -206,6 +208,17 @@ async def test_the_scope_layer_passes_a_skipped_body_through_unchanged() -> None
 
 
 # The cache itself.
+
+
+def test_the_grant_carried_with_an_access_token_is_the_same_object_and_in_no_dump_or_repr() -> None:
+    """The grant rides with the cached token so a tool call reads no store; its ciphertexts never print."""
+    grant = Grant("g1", "github:1", "c", "alice", "gAAAA-token-ciphertext", "gAAAA-refresh", None, None, "", False)
+    access = GitHubAccessToken(
+        token="t", client_id="c", scopes=["user"], expires_at=None, grant_id="g1", family_id="f", grant=grant
+    )
+    assert access.grant is grant  # not validated into a copy: one object per cached token
+    assert "grant" not in access.model_dump() and "gAAAA" not in access.model_dump_json()
+    assert "gAAAA" not in repr(access) and "gAAAA" not in str(access)
 
 
 def test_a_cached_record_is_trusted_only_for_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:

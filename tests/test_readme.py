@@ -73,9 +73,8 @@ async def test_the_add_a_tool_example_runs_as_written(
     token = github.issue_token("alice").access_token
     grant = Grant("g1", "github:1", "c", "alice", provider.keyring.encrypt(token), None, None, None, "", False)
     access = GitHubAccessToken(
-        token="t", client_id="c", scopes=["repo:read"], expires_at=None, grant_id="g1", family_id="f"
+        token="t", client_id="c", scopes=["repo:read"], expires_at=None, grant_id="g1", family_id="f", grant=grant
     )
-    access._grant = grant
     context = auth_context_var.set(AuthenticatedUser(access))
     try:
         async with Client(app.state.mcp) as client:

@@ -70,7 +70,7 @@ class ArgumentErrors:
         if ctx.method == "resources/read":
             return await self._resource(ctx, call_next)
         result = await call_next(ctx)
-        if ctx.method != "tools/call" or not isinstance(result, Mapping) or not result.get("isError"):
+        if ctx.method != "tools/call" or not isinstance(result, dict) or not result.get("isError"):
             return result
         sentence = self._sentence(ctx.params)
         return result if sentence is None else {**result, "content": [{"type": "text", "text": sentence}]}

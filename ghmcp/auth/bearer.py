@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -87,7 +87,7 @@ class BearerGate:
         challenge = scopes.challenge(refused.error, refused.wanted, self.resource_metadata, refused.description)
         await _send_error(send, 403, refused.error, challenge)
 
-    async def _authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> AccessToken | None:
+    async def _authenticate(self, headers: list[tuple[bytes, bytes]]) -> AccessToken | None:
         token = _bearer(headers)
         if token is None:
             return None
@@ -100,12 +100,13 @@ class BearerGate:
         return access if _same_resource(access.resource, self.resource_url) else None
 
 
-def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"authorization":  # ASGI servers lower-case header names
-            text = value.decode("latin-1")
-            return text[7:] if text[:7].lower() == "bearer " else None
-    return None
+def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    # Reversed, so the first of several Authorization headers wins; ASGI servers lower-case names.
+    value = dict(reversed(headers)).get(b"authorization")
+    if value is None:
+        return None
+    text = value.decode("latin-1")
+    return text[7:] if text[:7].lower() == "bearer " else None
 
 
 @functools.lru_cache(maxsize=64)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mcp.server.auth.provider import AccessToken, AuthorizationCode, RefreshToken, construct_redirect_uri
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel, Field, SkipValidation
 
 from ghmcp.auth.choice import within
 from ghmcp.storage import Grant, TokenRecord
@@ -17,14 +17,13 @@ class GitHubAccessToken(AccessToken):
     grant_id: str
     family_id: str
     # The grant as read together with this token (at most token_cache.TTL_SECONDS old): a tool call
-    # takes the GitHub token from it instead of reading the store again. Not part of the model's data.
-    _grant: Grant | None = PrivateAttr(default=None)
+    # takes the GitHub token from it instead of reading the store again. Left out of every dump and
+    # repr; a field, not a private attribute, because pydantic reads those through a slow __getattr__.
+    grant: SkipValidation[Grant | None] = Field(default=None, exclude=True, repr=False)
 
     @classmethod
     def of(cls, token: str, record: TokenRecord) -> GitHubAccessToken:
-        access = cls(**_token_fields(token, record), grant_id=record.grant.grant_id)
-        access._grant = record.grant
-        return access
+        return cls(**_token_fields(token, record), grant_id=record.grant.grant_id, grant=record.grant)
 
 
 class GitHubAuthorizationCode(AuthorizationCode):

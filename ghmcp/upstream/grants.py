@@ -47,7 +47,7 @@ class GitHubGrants:
 
     async def grant_for(self, access: GitHubAccessToken) -> Grant:
         """The caller's live grant, as read with the MCP token (at most token_cache.TTL_SECONDS old)."""
-        grant = access._grant or await self.storage.get_grant(access.grant_id)
+        grant = access.grant or await self.storage.get_grant(access.grant_id)
         if grant is None or grant.dead:
             raise ReconnectRequired()
         return grant
