@@ -261,7 +261,9 @@ def stop_plain(processes: list[subprocess.Popen[bytes]]) -> None:
 def this_server(
     fake: FakeProcess, storage_url: str, data_dir: Path, extra: dict[str, str | None] | None = None, name: str = ""
 ) -> Iterator[Target]:
-    env: dict[str, str | None] = {} if storage_url == "sqlite" else {"MCP_STORAGE_URL": storage_url}
+    # As deployed: confirmed writes on (the default; the tests' ServerProcess turns them off).
+    env: dict[str, str | None] = {"MCP_CONFIRM_WRITES": None}
+    env |= {} if storage_url == "sqlite" else {"MCP_STORAGE_URL": storage_url}
     env |= extra or {}
     server = ServerProcess(fake.url, data_dir, env=env)
     server.start()
