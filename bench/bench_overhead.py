@@ -29,7 +29,8 @@ apply), and `this+tracing` exporting every span over OTLP/HTTP to a receiver in 
 verifier that accepts every token, the floor for any server using the SDK's authentication.
 
 Per-request costs that remain in this server and not in the plain one (measured in-process by
-driving both ASGI apps directly: about 19 µs of CPU per `ping`, 30 µs per `tools/call`):
+driving both ASGI apps directly: about 19 µs of CPU per `ping`, 30-55 µs per `tools/call`, the
+spread being one process's luck against another's):
 - `bearer.BearerGate`, the one ASGI hop in front of the transport (`app.DirectToMcp` hands MCP
   calls straight to it, past the layers for anonymous traffic and Starlette's router):
   - the `Authorization` header found among the raw headers, SHA-256 of the bearer, and a dict hit
@@ -44,6 +45,9 @@ driving both ASGI apps directly: about 19 µs of CPU per `ping`, 30 µs per `too
   - the body read into one bytes object and replayed, and, only for a body that may hold a
     `tools/call` (the literal bytes, or any backslash escape), the same `pydantic_core.from_json`
     parse the SDK does (~3 µs);
+- the scope decision again inside the SDK (`scopes.ScopeCheck`, on what the SDK decoded), the
+  argument-error and write-confirmation middlewares (each a pass-through for a read tool), and
+  the grant's repository boundary set around the call (one `Boundary` per stored choice, cached);
 - the GitHub token for a tool call: taken from the grant read together with the MCP token (no
   store read per call), the plaintext from a bounded in-memory map keyed by (grant, ciphertext):
   Fernet runs once per grant and token version. If GitHub answers 401 to that copy, the stored

@@ -7,6 +7,7 @@ and paths are tool arguments, and the query string may carry a code (the OAuth t
 
 from __future__ import annotations
 
+import functools
 import time
 
 import httpx2
@@ -28,7 +29,12 @@ MAX_SEGMENTS = 10
 
 def route_template(raw_path: bytes) -> str:
     """The route template of a GitHub API path; "other" for any path these rules do not know."""
-    parts = [part for part in raw_path.split(b"?", 1)[0].decode("ascii", "replace").split("/") if part]
+    return _template(raw_path.split(b"?", 1)[0])  # the query (it may carry a code) is never kept
+
+
+@functools.lru_cache(maxsize=1024)  # every GitHub call asks; a tool's paths repeat
+def _template(path: bytes) -> str:
+    parts = [part for part in path.decode("ascii", "replace").split("/") if part]
     template: list[str] = []
     index = 0
     while index < len(parts):
@@ -76,7 +82,7 @@ class ObservedTransport(httpx2.AsyncBaseTransport):
                 if response.status_code >= 400:
                     span.set_status(StatusCode.ERROR)
         if self.metrics is not None:
-            self.metrics.github_seconds.labels(route).observe(time.perf_counter() - started)
+            self.metrics.child(self.metrics.github_seconds, route).observe(time.perf_counter() - started)
         return response
 
     async def _send(self, request: httpx2.Request, route: str, method: str) -> httpx2.Response:
@@ -84,10 +90,10 @@ class ObservedTransport(httpx2.AsyncBaseTransport):
             response = await self.inner.handle_async_request(request)
         except Exception:
             if self.metrics is not None:
-                self.metrics.github_requests.labels(route, method, "error").inc()
+                self.metrics.child(self.metrics.github_requests, route, method, "error").inc()
             raise
         if self.metrics is not None:
-            self.metrics.github_requests.labels(route, method, str(response.status_code)).inc()
+            self.metrics.child(self.metrics.github_requests, route, method, str(response.status_code)).inc()
             remaining = _remaining(response)
             if remaining is not None:
                 self.metrics.rate_limit.record(remaining)

@@ -77,8 +77,8 @@ class ObservedRequests:
                             span.set_status(StatusCode.ERROR)
         finally:
             if self.metrics is not None:
-                self.metrics.http_requests.labels(route, method, str(status[0] or "none")).inc()
-                self.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
+                self.metrics.child(self.metrics.http_requests, route, method, str(status[0] or "none")).inc()
+                self.metrics.child(self.metrics.http_seconds, route).observe(time.perf_counter() - started)
 
     def _span(self, scope: Scope, route: str, method: str) -> contextlib.AbstractContextManager[Span | None]:
         if self.tracer is None:

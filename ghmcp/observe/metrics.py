@@ -13,7 +13,7 @@ import errno
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -40,6 +40,7 @@ SCOPE_REFUSALS = ("insufficient_scope", "undeclared_scope")
 GRANT_END_REASONS = ("user_disconnected", "github_refused", "not_admitted")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WINDOW_SECONDS = 60
+M = TypeVar("M", Counter, Histogram)
 
 
 class Metrics:
@@ -113,6 +114,17 @@ class Metrics:
         self.token_hits: Callable[[], int] = lambda: 0  # set to the token cache's count once it exists
         registry.register(_Callbacks(self))
         self._server: Any = None
+        self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, remembered: prometheus-client checks the values and takes a lock on
+        every `labels` call, several a request. Bounded like the series themselves: label values come
+        from fixed sets only."""
+        key = (metric, values)
+        found: M | None = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def on_audit_event(self, name: str, fields: dict[str, Any]) -> None:
         """The one place auth events become counts: audit.py calls it for every event it records."""

@@ -61,11 +61,11 @@ class ObservedStore:
                             span.set_attribute("error.type", type(exc).__qualname__)
                         if metrics is not None:
                             kind = "unavailable" if isinstance(exc, StoreUnavailable) else "other"
-                            metrics.store_errors.labels(operation, kind).inc()
+                            metrics.child(metrics.store_errors, operation, kind).inc()
                         raise
             finally:
                 if metrics is not None:
-                    metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
+                    metrics.child(metrics.store_seconds, operation).observe(time.perf_counter() - started)
 
         return call
 

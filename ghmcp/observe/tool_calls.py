@@ -41,8 +41,8 @@ class ToolMetrics:
             outcome = "invalid"
             raise
         finally:
-            self.metrics.tool_calls.labels(tool, outcome).inc()
-            self.metrics.tool_seconds.labels(tool).observe(time.perf_counter() - started)
+            self.metrics.child(self.metrics.tool_calls, tool, outcome).inc()
+            self.metrics.child(self.metrics.tool_seconds, tool).observe(time.perf_counter() - started)
 
 
 def _is_error(result: Any) -> bool:
