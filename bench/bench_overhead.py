@@ -266,9 +266,9 @@ def this_server(
     fake: FakeProcess, storage_url: str, data_dir: Path, extra: dict[str, str | None] | None = None, name: str = ""
 ) -> Iterator[Target]:
     # As deployed: confirmed writes on (the default; the tests' ServerProcess turns them off).
-    env: dict[str, str | None] = {"MCP_CONFIRM_WRITES": None}
-    env |= {} if storage_url == "sqlite" else {"MCP_STORAGE_URL": storage_url}
-    env |= extra or {}
+    env: dict[str, str | None] = {"MCP_CONFIRM_WRITES": None, **(extra or {})}
+    if storage_url != "sqlite":
+        env["MCP_STORAGE_URL"] = storage_url
     server = ServerProcess(fake.url, data_dir, env=env)
     server.start()
     fake.command(f"login {LOGIN}-{data_dir.name}")
