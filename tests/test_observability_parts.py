@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from ghmcp import audit
 from ghmcp.config import ConfigError
 from ghmcp.observe.github import route_template
-from ghmcp.observe.metrics import LowestInWindow, Metrics
+from ghmcp.observe.metrics import LATENCY_BUCKETS, Metrics
+from ghmcp.observe.tallies import Counts, Latencies, LowestInWindow
 from ghmcp.observe.tracing import start_tracing
 from ghmcp.storage.sqlite import SQLiteStorage
 from ghmcp.web import build
@@ -56,7 +61,7 @@ def test_github_routes_are_templates_never_values(path: bytes, template: str) ->
 
 def test_the_rate_limit_gauge_is_the_lowest_of_the_last_minute(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr("ghmcp.observe.metrics.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("ghmcp.observe.tallies.time.monotonic", lambda: now[0])
     window = LowestInWindow(60)
     assert window.lowest() is None
     window.record(4000)
@@ -80,3 +85,36 @@ def test_auth_counts_come_from_audit_events_even_with_the_audit_log_off() -> Non
     assert metrics.registry.get_sample_value("mcp_refresh_reuse_detections_total") == 1
     assert metrics.registry.get_sample_value("mcp_refreshes_total", {"outcome": "reuse"}) == 1
     assert metrics.registry.get_sample_value("mcp_grants_ended_total", {"reason": "other"}) == 1
+
+
+def test_the_hot_path_tallies_expose_what_prometheus_client_would_for_the_same_calls() -> None:
+    """Same names, labels, `le` bounds, cumulative buckets, counts and sums as a Counter and a Histogram."""
+    counts = Counts("mcp_tool_calls", "Tool calls", ["tool", "outcome"])
+    latencies = Latencies("mcp_tool_call_seconds", "Tool call latency", ["tool"], LATENCY_BUCKETS)
+    theirs = CollectorRegistry()
+    counter = Counter("mcp_tool_calls", "Tool calls", ["tool", "outcome"], registry=theirs)
+    histogram = Histogram(
+        "mcp_tool_call_seconds", "Tool call latency", ["tool"], buckets=LATENCY_BUCKETS, registry=theirs
+    )
+    calls = [("a", "ok", 0.0004), ("a", "ok", 0.001), ("a", "error", 0.3), ("b", "ok", 12.0), ("b", "refused", 0.0025)]
+    for tool, outcome, seconds in calls:
+        counts.add(tool, outcome)
+        counter.labels(tool, outcome).inc()
+        latencies.observe(seconds, tool)
+        histogram.labels(tool).observe(seconds)
+
+    class Ours(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from counts.collect()
+            yield from latencies.collect()
+
+    ours = CollectorRegistry()
+    ours.register(Ours())
+
+    def samples(registry: CollectorRegistry) -> list[tuple[str, list[tuple[str, str]], float]]:
+        found = [s for m in registry.collect() for s in m.samples if not s.name.endswith("_created")]
+        return sorted((s.name, sorted(s.labels.items()), s.value) for s in found)
+
+    assert samples(ours) == samples(theirs)
+    assert ("mcp_tool_call_seconds_bucket", [("le", "0.001"), ("tool", "a")], 2.0) in samples(ours)
+    assert ("mcp_tool_call_seconds_bucket", [("le", "+Inf"), ("tool", "b")], 2.0) in samples(ours)

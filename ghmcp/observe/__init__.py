@@ -9,6 +9,7 @@
     logs.use_json_lines()                 # MCP_LOG_FORMAT=json
 
 Modules: `tracing.py` (the OTEL_* set-up), `metrics.py` (every metric, the auth counts from audit events),
+`tallies.py` (the per-request counts, plain numbers read at scrape time),
 `github.py`, `store.py`, `http_requests.py`, `tool_calls.py` (the wrappers), `logs.py`. docs/observability.md
 lists the metric names and spans.
 """

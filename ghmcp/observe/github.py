@@ -82,7 +82,7 @@ class ObservedTransport(httpx2.AsyncBaseTransport):
                 if response.status_code >= 400:
                     span.set_status(StatusCode.ERROR)
         if self.metrics is not None:
-            self.metrics.child(self.metrics.github_seconds, route).observe(time.perf_counter() - started)
+            self.metrics.github_seconds.observe(time.perf_counter() - started, route)
         return response
 
     async def _send(self, request: httpx2.Request, route: str, method: str) -> httpx2.Response:
@@ -90,10 +90,10 @@ class ObservedTransport(httpx2.AsyncBaseTransport):
             response = await self.inner.handle_async_request(request)
         except Exception:
             if self.metrics is not None:
-                self.metrics.child(self.metrics.github_requests, route, method, "error").inc()
+                self.metrics.github_requests.add(route, method, "error")
             raise
         if self.metrics is not None:
-            self.metrics.child(self.metrics.github_requests, route, method, str(response.status_code)).inc()
+            self.metrics.github_requests.add(route, method, str(response.status_code))
             remaining = _remaining(response)
             if remaining is not None:
                 self.metrics.rate_limit.record(remaining)

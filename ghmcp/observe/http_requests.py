@@ -58,38 +58,40 @@ class ObservedRequests:
             return
         route = self.labels(scope["path"])
         method = scope["method"] if scope["method"] in METHODS else "other"
-        status = [0]  # set by the response's start message
+        status = 0  # set by the response's start message
 
         async def record(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status = message["status"]
             await send(message)
 
         started = time.perf_counter()
         try:
-            with self._span(scope, route, method) as span:
-                try:
-                    await self.app(scope, receive, record)
-                finally:
-                    if span is not None:
-                        span.set_attribute("http.response.status_code", status[0])
-                        if status[0] >= 500 or not status[0]:
+            if self.tracer is None:
+                await self.app(scope, receive, record)
+            else:
+                with self._span(self.tracer, scope, route, method) as span:
+                    try:
+                        await self.app(scope, receive, record)
+                    finally:
+                        span.set_attribute("http.response.status_code", status)
+                        if status >= 500 or not status:
                             span.set_status(StatusCode.ERROR)
         finally:
             if self.metrics is not None:
-                self.metrics.child(self.metrics.http_requests, route, method, str(status[0] or "none")).inc()
-                self.metrics.child(self.metrics.http_seconds, route).observe(time.perf_counter() - started)
+                self.metrics.http_requests.add(route, method, str(status or "none"))
+                self.metrics.http_seconds.observe(time.perf_counter() - started, route)
 
-    def _span(self, scope: Scope, route: str, method: str) -> contextlib.AbstractContextManager[Span | None]:
-        if self.tracer is None:
-            return contextlib.nullcontext()
+    @staticmethod
+    def _span(tracer: Tracer, scope: Scope, route: str, method: str) -> contextlib.AbstractContextManager[Span]:
         carrier = {
             key.decode("latin-1"): value.decode("latin-1")
             for key, value in scope["headers"]
             if key in (b"traceparent", b"tracestate")
         }
         attributes = {"http.request.method": method, "http.route": route, "url.scheme": scope.get("scheme", "http")}
-        return self.tracer.start_as_current_span(
+        return tracer.start_as_current_span(
             f"{method} {route}",
             context=extract(carrier),
             kind=SpanKind.SERVER,

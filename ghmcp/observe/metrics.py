@@ -4,22 +4,23 @@ Label values come from fixed sets only: route templates, registered tool names, 
 HTTP status codes. Never a user, token, client id or free text, so the number of series depends on
 the code, not on the traffic (tests/test_observability_cardinality.py runs 50 users and 50 clients).
 The auth counters are derived in one place, `on_audit_event`, from the audit events: every security
-event that the audit log records is counted, and nothing else is.
+event that the audit log records is counted, and nothing else is. The per-request series are
+tallies (tallies.py), plain numbers read at scrape time; the rarer auth counts are `prometheus-client`
+counters.
 """
 
 from __future__ import annotations
 
 import errno
-import threading
-import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ghmcp.config import ConfigError
+from ghmcp.observe.tallies import Counts, Latencies, LowestInWindow
 
 # audit event -> (counter, outcome). The refresh outcome "reuse" is also its own counter: it ends a session.
 AUTH_EVENTS = {
@@ -40,7 +41,6 @@ SCOPE_REFUSALS = ("insufficient_scope", "undeclared_scope")
 GRANT_END_REASONS = ("user_disconnected", "github_refused", "not_admitted")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WINDOW_SECONDS = 60
-M = TypeVar("M", Counter, Histogram)
 
 
 class Metrics:
@@ -49,28 +49,16 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.http_requests = Counter(
-            "mcp_http_requests",
-            "HTTP requests by route template, method and status",
-            ["route", "method", "status"],
-            registry=registry,
+        self.http_requests = Counts(
+            "mcp_http_requests", "HTTP requests by route template, method and status", ["route", "method", "status"]
         )
-        self.http_seconds = Histogram(
-            "mcp_http_request_seconds",
-            "HTTP request latency by route template",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.http_seconds = Latencies(
+            "mcp_http_request_seconds", "HTTP request latency by route template", ["route"], LATENCY_BUCKETS
         )
-        self.tool_calls = Counter(
-            "mcp_tool_calls",
-            "Tool calls by tool and outcome (ok, error, refused, invalid)",
-            ["tool", "outcome"],
-            registry=registry,
+        self.tool_calls = Counts(
+            "mcp_tool_calls", "Tool calls by tool and outcome (ok, error, refused, invalid)", ["tool", "outcome"]
         )
-        self.tool_seconds = Histogram(
-            "mcp_tool_call_seconds", "Tool call latency by tool", ["tool"], buckets=LATENCY_BUCKETS, registry=registry
-        )
+        self.tool_seconds = Latencies("mcp_tool_call_seconds", "Tool call latency by tool", ["tool"], LATENCY_BUCKETS)
         self.auth = {
             name: Counter(
                 f"mcp_{name}", f"{name.replace('_', '-').capitalize()} by outcome", ["outcome"], registry=registry
@@ -84,47 +72,26 @@ class Metrics:
             "mcp_scope_refusals", "Calls refused for a scope the token lacks, by reason", ["reason"], registry=registry
         )
         self.grants_ended = Counter("mcp_grants_ended", "GitHub grants ended, by reason", ["reason"], registry=registry)
-        self.github_requests = Counter(
+        self.github_requests = Counts(
             "mcp_github_requests",
             "GitHub calls by route template, method and status (304: revalidated, not counted against the rate limit)",
             ["route", "method", "status"],
-            registry=registry,
         )
-        self.github_seconds = Histogram(
-            "mcp_github_request_seconds",
-            "GitHub call latency by route template",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.github_seconds = Latencies(
+            "mcp_github_request_seconds", "GitHub call latency by route template", ["route"], LATENCY_BUCKETS
         )
-        self.store_seconds = Histogram(
-            "mcp_store_operation_seconds",
-            "Store operation latency by operation",
-            ["operation"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.store_seconds = Latencies(
+            "mcp_store_operation_seconds", "Store operation latency by operation", ["operation"], LATENCY_BUCKETS
         )
-        self.store_errors = Counter(
+        self.store_errors = Counts(
             "mcp_store_errors",
             "Store operations that failed, by operation and kind (unavailable, other)",
             ["operation", "kind"],
-            registry=registry,
         )
         self.rate_limit = LowestInWindow(WINDOW_SECONDS)
         self.token_hits: Callable[[], int] = lambda: 0  # set to the token cache's count once it exists
-        registry.register(_Callbacks(self))
+        registry.register(_AtScrapeTime(self))
         self._server: Any = None
-        self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
-
-    def child(self, metric: M, *values: str) -> M:
-        """`metric.labels(*values)`, remembered: prometheus-client checks the values and takes a lock on
-        every `labels` call, several a request. Bounded like the series themselves: label values come
-        from fixed sets only."""
-        key = (metric, values)
-        found: M | None = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*values)
-        return found
 
     def on_audit_event(self, name: str, fields: dict[str, Any]) -> None:
         """The one place auth events become counts: audit.py calls it for every event it records."""
@@ -159,44 +126,26 @@ class Metrics:
             self._server = None
 
 
-class LowestInWindow:
-    """The lowest value seen in the last `seconds`: one slot per second, so recording is O(1) with no growth."""
-
-    def __init__(self, seconds: int) -> None:
-        self.seconds = seconds
-        self._slots: list[tuple[int, float]] = [(-1, 0.0)] * seconds
-        self._lock = threading.Lock()  # the scrape runs in the metrics server's thread
-
-    def record(self, value: float) -> None:
-        second = int(time.monotonic())
-        index = second % self.seconds
-        with self._lock:
-            at, lowest = self._slots[index]
-            if at != second or value < lowest:
-                self._slots[index] = (second, value)
-
-    def lowest(self) -> float | None:
-        since = int(time.monotonic()) - self.seconds
-        with self._lock:
-            seen = [value for at, value in self._slots if at > since]
-        return min(seen) if seen else None
-
-
-class _Callbacks(Collector):
-    """Values read at scrape time: nothing is counted twice, and the hot paths only bump an integer."""
+class _AtScrapeTime(Collector):
+    """The hot-path tallies, the rate-limit gauge and the token cache's hits, read when Prometheus scrapes."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
+        metrics = self.metrics
+        for tally in (metrics.http_requests, metrics.http_seconds, metrics.tool_calls, metrics.tool_seconds):
+            yield from tally.collect()
+        for tally in (metrics.github_requests, metrics.github_seconds, metrics.store_seconds, metrics.store_errors):
+            yield from tally.collect()
         gauge = GaugeMetricFamily(
             "mcp_github_rate_limit_remaining_min",
             f"Lowest x-ratelimit-remaining GitHub answered in the last {WINDOW_SECONDS} s (absent: no call)",
         )
-        lowest = self.metrics.rate_limit.lowest()
+        lowest = metrics.rate_limit.lowest()
         if lowest is not None:
             gauge.add_metric([], lowest)
         yield gauge
         yield CounterMetricFamily(
-            "mcp_token_cache_hits", "Access tokens answered from this process's cache", value=self.metrics.token_hits()
+            "mcp_token_cache_hits", "Access tokens answered from this process's cache", value=metrics.token_hits()
         )

@@ -8,7 +8,6 @@ when metrics or tracing is on; otherwise the raw store is used.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import time
@@ -44,28 +43,25 @@ class ObservedStore:
         @functools.wraps(method)
         async def call(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
-            traced = (
-                tracer.start_as_current_span(
-                    f"store {operation}", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
-                )
-                if tracer is not None
-                else contextlib.nullcontext()
-            )
             try:
-                with traced as span:
+                if tracer is None:
+                    return await method(*args, **kwargs)
+                with tracer.start_as_current_span(
+                    f"store {operation}", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
+                ) as span:
                     try:
                         return await method(*args, **kwargs)
                     except Exception as exc:
-                        if span is not None:
-                            span.set_status(StatusCode.ERROR)
-                            span.set_attribute("error.type", type(exc).__qualname__)
-                        if metrics is not None:
-                            kind = "unavailable" if isinstance(exc, StoreUnavailable) else "other"
-                            metrics.child(metrics.store_errors, operation, kind).inc()
+                        span.set_status(StatusCode.ERROR)
+                        span.set_attribute("error.type", type(exc).__qualname__)
                         raise
+            except Exception as exc:
+                if metrics is not None:
+                    metrics.store_errors.add(operation, "unavailable" if isinstance(exc, StoreUnavailable) else "other")
+                raise
             finally:
                 if metrics is not None:
-                    metrics.child(metrics.store_seconds, operation).observe(time.perf_counter() - started)
+                    metrics.store_seconds.observe(time.perf_counter() - started, operation)
 
         return call
 

@@ -41,8 +41,8 @@ class ToolMetrics:
             outcome = "invalid"
             raise
         finally:
-            self.metrics.child(self.metrics.tool_calls, tool, outcome).inc()
-            self.metrics.child(self.metrics.tool_seconds, tool).observe(time.perf_counter() - started)
+            self.metrics.tool_calls.add(tool, outcome)
+            self.metrics.tool_seconds.observe(time.perf_counter() - started, tool)
 
 
 def _is_error(result: Any) -> bool:
