@@ -134,9 +134,16 @@ class _AtScrapeTime(Collector):
 
     def collect(self) -> Iterator[Metric]:
         metrics = self.metrics
-        for tally in (metrics.http_requests, metrics.http_seconds, metrics.tool_calls, metrics.tool_seconds):
-            yield from tally.collect()
-        for tally in (metrics.github_requests, metrics.github_seconds, metrics.store_seconds, metrics.store_errors):
+        for tally in (
+            metrics.http_requests,
+            metrics.http_seconds,
+            metrics.tool_calls,
+            metrics.tool_seconds,
+            metrics.github_requests,
+            metrics.github_seconds,
+            metrics.store_seconds,
+            metrics.store_errors,
+        ):
             yield from tally.collect()
         gauge = GaugeMetricFamily(
             "mcp_github_rate_limit_remaining_min",
