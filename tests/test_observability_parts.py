@@ -89,24 +89,35 @@ def test_auth_counts_come_from_audit_events_even_with_the_audit_log_off() -> Non
 
 def test_the_hot_path_tallies_expose_what_prometheus_client_would_for_the_same_calls() -> None:
     """Same names, labels, `le` bounds, cumulative buckets, counts and sums as a Counter and a Histogram."""
-    counts = Counts("mcp_tool_calls", "Tool calls", ["tool", "outcome"])
-    latencies = Latencies("mcp_tool_call_seconds", "Tool call latency", ["tool"], LATENCY_BUCKETS)
+    # One row per (tool, outcome) gives both families: the counter by both labels, the histogram by tool.
+    latencies = Latencies(
+        "mcp_tool_call_seconds",
+        "Tool call latency",
+        ["tool", "outcome"],
+        LATENCY_BUCKETS,
+        by=1,
+        counted=("mcp_tool_calls", "Tool calls"),
+    )
+    counts = Counts("mcp_store_errors", "Store errors", ["operation", "kind"])
     theirs = CollectorRegistry()
     counter = Counter("mcp_tool_calls", "Tool calls", ["tool", "outcome"], registry=theirs)
     histogram = Histogram(
         "mcp_tool_call_seconds", "Tool call latency", ["tool"], buckets=LATENCY_BUCKETS, registry=theirs
     )
+    errors = Counter("mcp_store_errors", "Store errors", ["operation", "kind"], registry=theirs)
     calls = [("a", "ok", 0.0004), ("a", "ok", 0.001), ("a", "error", 0.3), ("b", "ok", 12.0), ("b", "refused", 0.0025)]
     for tool, outcome, seconds in calls:
-        counts.add(tool, outcome)
+        latencies.observe(seconds, tool, outcome)
         counter.labels(tool, outcome).inc()
-        latencies.observe(seconds, tool)
         histogram.labels(tool).observe(seconds)
+    for operation, kind in [("get_token", "unavailable"), ("get_token", "unavailable"), ("put_client", "other")]:
+        counts.add(operation, kind)
+        errors.labels(operation, kind).inc()
 
     class Ours(Collector):
         def collect(self) -> Iterator[Metric]:
-            yield from counts.collect()
             yield from latencies.collect()
+            yield from counts.collect()
 
     ours = CollectorRegistry()
     ours.register(Ours())
@@ -118,3 +129,5 @@ def test_the_hot_path_tallies_expose_what_prometheus_client_would_for_the_same_c
     assert samples(ours) == samples(theirs)
     assert ("mcp_tool_call_seconds_bucket", [("le", "0.001"), ("tool", "a")], 2.0) in samples(ours)
     assert ("mcp_tool_call_seconds_bucket", [("le", "+Inf"), ("tool", "b")], 2.0) in samples(ours)
+    assert ("mcp_tool_calls_total", [("outcome", "ok"), ("tool", "a")], 2.0) in samples(ours)
+    assert ("mcp_store_errors_total", [("kind", "unavailable"), ("operation", "get_token")], 2.0) in samples(ours)

@@ -25,6 +25,7 @@ _WORDS = frozenset(
 _NAMES = {"repos": ("owner", "repo"), "starred": ("owner", "repo"), "users": ("user",), "orgs": ("org",)}
 _NAMES["applications"] = ("client_id",)
 MAX_SEGMENTS = 10
+METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
 
 
 def route_template(raw_path: bytes) -> str:
@@ -64,40 +65,38 @@ class ObservedTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         route = route_template(request.url.raw_path)
-        method = request.method if request.method in ("GET", "POST", "PATCH", "PUT", "DELETE") else "other"
+        method = request.method if request.method in METHODS else "other"
         started = time.perf_counter()
-        if self.tracer is None:
-            response = await self._send(request, route, method)
-        else:
-            attributes = {"http.request.method": method, "url.template": route, "server.address": request.url.host}
-            with self.tracer.start_as_current_span(
-                f"GitHub {method} {route}", kind=SpanKind.CLIENT, attributes=attributes
-            ) as span:
-                response = await self._send(request, route, method)
-                span.set_attribute("http.response.status_code", response.status_code)
-                span.set_attribute("github.not_modified", response.status_code == 304)
-                remaining = _remaining(response)
-                if remaining is not None:
-                    span.set_attribute("github.ratelimit.remaining", remaining)
-                if response.status_code >= 400:
-                    span.set_status(StatusCode.ERROR)
-        if self.metrics is not None:
-            self.metrics.github_seconds.observe(time.perf_counter() - started, route)
-        return response
-
-    async def _send(self, request: httpx2.Request, route: str, method: str) -> httpx2.Response:
+        status = "error"  # no answer: refused, reset or timed out
         try:
-            response = await self.inner.handle_async_request(request)
-        except Exception:
+            if self.tracer is None:
+                response = await self.inner.handle_async_request(request)
+            else:
+                response = await self._traced(self.tracer, request, route, method)
+            status = str(response.status_code)
+        finally:
             if self.metrics is not None:
-                self.metrics.github_requests.add(route, method, "error")
-            raise
+                self.metrics.github.observe(time.perf_counter() - started, route, method, status)
         if self.metrics is not None:
-            self.metrics.github_requests.add(route, method, str(response.status_code))
             remaining = _remaining(response)
             if remaining is not None:
                 self.metrics.rate_limit.record(remaining)
         return response
+
+    async def _traced(self, tracer: Tracer, request: httpx2.Request, route: str, method: str) -> httpx2.Response:
+        attributes = {"http.request.method": method, "url.template": route, "server.address": request.url.host}
+        with tracer.start_as_current_span(
+            f"GitHub {method} {route}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            response = await self.inner.handle_async_request(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            span.set_attribute("github.not_modified", response.status_code == 304)
+            remaining = _remaining(response)
+            if remaining is not None:
+                span.set_attribute("github.ratelimit.remaining", remaining)
+            if response.status_code >= 400:
+                span.set_status(StatusCode.ERROR)
+            return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()

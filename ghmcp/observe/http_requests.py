@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
@@ -60,11 +60,12 @@ class ObservedRequests:
         method = scope["method"] if scope["method"] in METHODS else "other"
         status = 0  # set by the response's start message
 
-        async def record(message: Message) -> None:
+        def record(message: Message) -> Awaitable[None]:
+            # A plain function handing back `send`'s awaitable: no coroutine of its own per message.
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         started = time.perf_counter()
         try:
@@ -80,8 +81,7 @@ class ObservedRequests:
                             span.set_status(StatusCode.ERROR)
         finally:
             if self.metrics is not None:
-                self.metrics.http_requests.add(route, method, str(status or "none"))
-                self.metrics.http_seconds.observe(time.perf_counter() - started, route)
+                self.metrics.http.observe(time.perf_counter() - started, route, method, str(status or "none"))
 
     @staticmethod
     def _span(tracer: Tracer, scope: Scope, route: str, method: str) -> contextlib.AbstractContextManager[Span]:

@@ -5,8 +5,8 @@ HTTP status codes. Never a user, token, client id or free text, so the number of
 the code, not on the traffic (tests/test_observability_cardinality.py runs 50 users and 50 clients).
 The auth counters are derived in one place, `on_audit_event`, from the audit events: every security
 event that the audit log records is counted, and nothing else is. The per-request series are
-tallies (tallies.py), plain numbers read at scrape time; the rarer auth counts are `prometheus-client`
-counters.
+tallies (tallies.py), plain numbers read at scrape time: a request's count and latency are one row
+(`http`, `tools`, `github`). The rarer auth counts are `prometheus-client` counters.
 """
 
 from __future__ import annotations
@@ -49,16 +49,22 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.http_requests = Counts(
-            "mcp_http_requests", "HTTP requests by route template, method and status", ["route", "method", "status"]
+        self.http = Latencies(
+            "mcp_http_request_seconds",
+            "HTTP request latency by route template",
+            ["route", "method", "status"],
+            LATENCY_BUCKETS,
+            by=1,
+            counted=("mcp_http_requests", "HTTP requests by route template, method and status"),
         )
-        self.http_seconds = Latencies(
-            "mcp_http_request_seconds", "HTTP request latency by route template", ["route"], LATENCY_BUCKETS
+        self.tools = Latencies(
+            "mcp_tool_call_seconds",
+            "Tool call latency by tool",
+            ["tool", "outcome"],
+            LATENCY_BUCKETS,
+            by=1,
+            counted=("mcp_tool_calls", "Tool calls by tool and outcome (ok, error, refused, invalid)"),
         )
-        self.tool_calls = Counts(
-            "mcp_tool_calls", "Tool calls by tool and outcome (ok, error, refused, invalid)", ["tool", "outcome"]
-        )
-        self.tool_seconds = Latencies("mcp_tool_call_seconds", "Tool call latency by tool", ["tool"], LATENCY_BUCKETS)
         self.auth = {
             name: Counter(
                 f"mcp_{name}", f"{name.replace('_', '-').capitalize()} by outcome", ["outcome"], registry=registry
@@ -72,13 +78,17 @@ class Metrics:
             "mcp_scope_refusals", "Calls refused for a scope the token lacks, by reason", ["reason"], registry=registry
         )
         self.grants_ended = Counter("mcp_grants_ended", "GitHub grants ended, by reason", ["reason"], registry=registry)
-        self.github_requests = Counts(
-            "mcp_github_requests",
-            "GitHub calls by route template, method and status (304: revalidated, not counted against the rate limit)",
+        self.github = Latencies(
+            "mcp_github_request_seconds",
+            "GitHub call latency by route template",
             ["route", "method", "status"],
-        )
-        self.github_seconds = Latencies(
-            "mcp_github_request_seconds", "GitHub call latency by route template", ["route"], LATENCY_BUCKETS
+            LATENCY_BUCKETS,
+            by=1,
+            counted=(
+                "mcp_github_requests",
+                "GitHub calls by route template, method and status (304: revalidated, not counted against the "
+                "rate limit)",
+            ),
         )
         self.store_seconds = Latencies(
             "mcp_store_operation_seconds", "Store operation latency by operation", ["operation"], LATENCY_BUCKETS
@@ -134,16 +144,7 @@ class _AtScrapeTime(Collector):
 
     def collect(self) -> Iterator[Metric]:
         metrics = self.metrics
-        for tally in (
-            metrics.http_requests,
-            metrics.http_seconds,
-            metrics.tool_calls,
-            metrics.tool_seconds,
-            metrics.github_requests,
-            metrics.github_seconds,
-            metrics.store_seconds,
-            metrics.store_errors,
-        ):
+        for tally in (metrics.http, metrics.tools, metrics.github, metrics.store_seconds, metrics.store_errors):
             yield from tally.collect()
         gauge = GaugeMetricFamily(
             "mcp_github_rate_limit_remaining_min",

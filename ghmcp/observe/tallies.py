@@ -1,10 +1,11 @@
 """Hot-path counts kept as plain Python numbers, turned into Prometheus families only when scraped.
 
-A tool call updates six labelled series (HTTP, tool, GitHub: a count and a latency each). In
-`prometheus-client` each update takes a lock, and each latency walks the buckets in Python; with them,
-metrics on cost about 3 % CPU per tool call and missed the benchmark's CPU target (docs/benchmarks.md).
-Here an update is a dict lookup and one or two additions; the families, with the names, labels and
-buckets a `prometheus_client.Counter` or `Histogram` would expose, are built by `collect` at scrape time.
+A tool call is counted and timed three times (its HTTP request, the tool call, its GitHub call). In
+`prometheus-client` each of those six updates takes a lock, and each latency walks the buckets in
+Python; with them, metrics on cost about 3 % CPU per tool call and missed the benchmark's CPU target
+(docs/benchmarks.md). Here a request's count and latency are one row: one dict lookup and two
+additions. The families, with the names, labels and buckets a `prometheus_client.Counter` or
+`Histogram` would expose, are built by `collect` at scrape time.
 
 Written only from the event loop's thread; the scrape, in the metrics server's thread, copies what it
 reads (a dict or list copy is one step under the GIL), so it never sees a half-built row. A scrape may
@@ -39,10 +40,24 @@ class Counts:
 
 
 class Latencies:
-    """A histogram family: per label values, a count per bucket (not cumulative) and the sum last."""
+    """A histogram family by its first `by` labels and, when `counted` names one, a counter family by all of them.
 
-    def __init__(self, name: str, documentation: str, labels: Sequence[str], buckets: Sequence[float]) -> None:
+    Both come from one row per label values (a count per bucket, not cumulative, and the sum last), so
+    a request that is counted and timed costs one dict lookup and two additions, not two updates.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        buckets: Sequence[float],
+        *,
+        by: int | None = None,
+        counted: tuple[str, str] | None = None,
+    ) -> None:
         self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self.by, self.counted = len(self.labels) if by is None else by, counted
         self.bounds = (*buckets, math.inf)
         self._le = [repr(float(bound)) if bound != math.inf else "+Inf" for bound in self.bounds]  # as Go prints
         self._rows: dict[tuple[str, ...], list[float]] = {}
@@ -55,8 +70,18 @@ class Latencies:
         row[-1] += seconds
 
     def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
-        for values, row in sorted((values, row[:]) for values, row in self._rows.copy().items()):
+        rows = sorted((values, row[:]) for values, row in self._rows.copy().items())
+        if self.counted is not None:
+            counter = CounterMetricFamily(*self.counted, labels=self.labels)
+            for values, row in rows:
+                counter.add_metric(values, sum(row[:-1]))
+            yield counter
+        merged: dict[tuple[str, ...], list[float]] = {}
+        for values, row in rows:
+            into = merged.setdefault(values[: self.by], [0.0] * len(row))
+            into[:] = [a + b for a, b in zip(into, row, strict=True)]
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels[: self.by])
+        for values, row in merged.items():
             cumulative, buckets = 0.0, []
             for le, count in zip(self._le, row, strict=False):
                 cumulative += count

@@ -41,8 +41,7 @@ class ToolMetrics:
             outcome = "invalid"
             raise
         finally:
-            self.metrics.tool_calls.add(tool, outcome)
-            self.metrics.tool_seconds.observe(time.perf_counter() - started, tool)
+            self.metrics.tools.observe(time.perf_counter() - started, tool, outcome)
 
 
 def _is_error(result: Any) -> bool:
