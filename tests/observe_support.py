@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -151,10 +151,13 @@ class OtlpReceiver:
         with self.lock:
             return b"".join(self.bodies)
 
-    def wait_for(self, name: str, seconds: float = 30) -> dict[str, Any]:
+    def wait_for(
+        self, name: str, seconds: float = 30, match: Callable[[dict[str, Any]], bool] = lambda span: True
+    ) -> dict[str, Any]:
+        """The first span of that name (and `match`), once exported: spans come in batches, an outer span last."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            found = [span for span in self.spans() if span["name"] == name]
+            found = [span for span in self.spans() if span["name"] == name and match(span)]
             if found:
                 return found[0]
             time.sleep(0.1)

@@ -60,7 +60,7 @@ async def test_a_tool_call_is_one_trace_request_then_mcp_message_then_github_cal
 
     tool_span = receiver.wait_for("tools/call get_repository")
     github_span = receiver.wait_for("GitHub GET /repos/{owner}/{repo}")
-    request_span = next(s for s in receiver.spans() if s["span_id"] == tool_span["parent"])
+    request_span = receiver.wait_for("POST /mcp", match=lambda span: span["span_id"] == tool_span["parent"])
     assert request_span["name"] == "POST /mcp"
     assert request_span["attributes"]["http.route"] == "/mcp"
     assert request_span["attributes"]["http.response.status_code"] == 200
