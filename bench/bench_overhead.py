@@ -15,7 +15,8 @@ equally often (the default 16 rounds are four turns of four servers). A server's
 up to 3.6 % of CPU per call: in an A/A run, the same server measured in the middle of the order
 came out that much dearer than at the ends. The summary is the median over rounds of the
 per-round ratios, with the middle half of the rounds beside it (wide means a noisy machine: run
-again, or more rounds). On two or more CPUs the servers run on CPU 0 and the callers and fake GitHub on CPU 1.
+again, or more rounds). On two or more CPUs the servers run on CPU 0 and the callers and fake
+GitHub on CPU 1.
 
 Printed per round and as medians: calls/s, p50 and p99 latency, server CPU per call (the server
 process's own utime+stime from /proc), and the ratios this/plain. Then a run with 50 ms of

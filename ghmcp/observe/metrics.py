@@ -49,21 +49,15 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.http = Latencies(
-            "mcp_http_request_seconds",
-            "HTTP request latency by route template",
+        self.http = _counted_and_timed(
+            ("mcp_http_requests", "HTTP requests by route template, method and status"),
+            ("mcp_http_request_seconds", "HTTP request latency by route template"),
             ["route", "method", "status"],
-            LATENCY_BUCKETS,
-            by=1,
-            counted=("mcp_http_requests", "HTTP requests by route template, method and status"),
         )
-        self.tools = Latencies(
-            "mcp_tool_call_seconds",
-            "Tool call latency by tool",
+        self.tools = _counted_and_timed(
+            ("mcp_tool_calls", "Tool calls by tool and outcome (ok, error, refused, invalid)"),
+            ("mcp_tool_call_seconds", "Tool call latency by tool"),
             ["tool", "outcome"],
-            LATENCY_BUCKETS,
-            by=1,
-            counted=("mcp_tool_calls", "Tool calls by tool and outcome (ok, error, refused, invalid)"),
         )
         self.auth = {
             name: Counter(
@@ -78,17 +72,14 @@ class Metrics:
             "mcp_scope_refusals", "Calls refused for a scope the token lacks, by reason", ["reason"], registry=registry
         )
         self.grants_ended = Counter("mcp_grants_ended", "GitHub grants ended, by reason", ["reason"], registry=registry)
-        self.github = Latencies(
-            "mcp_github_request_seconds",
-            "GitHub call latency by route template",
-            ["route", "method", "status"],
-            LATENCY_BUCKETS,
-            by=1,
-            counted=(
+        self.github = _counted_and_timed(
+            (
                 "mcp_github_requests",
                 "GitHub calls by route template, method and status (304: revalidated, not counted against the "
                 "rate limit)",
             ),
+            ("mcp_github_request_seconds", "GitHub call latency by route template"),
+            ["route", "method", "status"],
         )
         self.store_seconds = Latencies(
             "mcp_store_operation_seconds", "Store operation latency by operation", ["operation"], LATENCY_BUCKETS
@@ -134,6 +125,11 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _counted_and_timed(counter: tuple[str, str], histogram: tuple[str, str], labels: list[str]) -> Latencies:
+    """A request's count by all `labels` and its latency by the first: one tally row per request."""
+    return Latencies(*histogram, labels, LATENCY_BUCKETS, by=1, counted=counter)
 
 
 class _AtScrapeTime(Collector):

@@ -57,7 +57,8 @@ class Latencies:
         counted: tuple[str, str] | None = None,
     ) -> None:
         self.name, self.documentation, self.labels = name, documentation, list(labels)
-        self.by, self.counted = len(self.labels) if by is None else by, counted
+        self.by = len(self.labels) if by is None else by
+        self.counted = counted
         self.bounds = (*buckets, math.inf)
         self._le = [repr(float(bound)) if bound != math.inf else "+Inf" for bound in self.bounds]  # as Go prints
         self._rows: dict[tuple[str, ...], list[float]] = {}
